@@ -1,0 +1,247 @@
+#!/usr/bin/env python3
+"""Boot the pyaccel board: the one place that knows QEMU's command line.
+
+    board.py dtb [--accels N]            build build/board-N.dtb
+    board.py run [--accels N] [-- CMD]   boot; run CMD in the guest, or a shell
+
+The boot DTB is the machine's own tree, dumped with exactly the CPU, SMP
+and memory used to boot, plus our dts/ fragments, compiled with dtc.
+Only the standard library: the host's plain python3 runs it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TOP = Path(__file__).resolve().parent.parent
+BUILD = Path(os.environ.get("BUILD", TOP / "build"))
+QEMU = BUILD / "qemu-system-aarch64"
+KERNEL = BUILD / "Image"
+INITRD = BUILD / "rootfs.cpio"
+
+MACHINE = "virt-convaccel"
+CPU = "cortex-a57"  # plain "max" emulates pointer auth and boots 5x slower
+SMP = 2
+MEMORY_MB = 2048
+CMDLINE = "console=ttyAMA0 panic=-1 quiet rdinit=/init"
+EXIT_MARKER = re.compile(r"^PYACCEL-EXIT (\d+)\s*$", re.M)
+
+# Lines of a kernel log that mean the kernel is in trouble.
+KERNEL_PROBLEM = re.compile(
+    r"(BUG:|WARNING:|Oops|Kernel panic|Unable to handle kernel|Internal error:"
+    r"|Call trace:|general protection fault|UBSAN:|list_(add|del) corruption"
+    r"|refcount_t:|INFO: task .* blocked|rcu: INFO:|soft lockup|hard LOCKUP)"
+)
+
+
+class BoardError(RuntimeError):
+    """The board could not be built or booted; the message says why."""
+
+
+def machine_args(accels: int) -> list[str]:
+    return [
+        "-M", f"{MACHINE},accels={accels}",
+        "-cpu", CPU, "-smp", str(SMP), "-m", str(MEMORY_MB),
+    ]
+
+
+def dtb_path(accels: int) -> Path:
+    return BUILD / f"board-{accels}.dtb"
+
+
+def fragments(accels: int) -> list[Path]:
+    return [TOP / "dts" / f"convaccel{i}.dtsi" for i in range(accels)]
+
+
+def build_dtb(accels: int = 1) -> Path:
+    """Dump the machine's tree, append our fragments, compile; return the DTB."""
+    out = dtb_path(accels)
+    inputs = [QEMU, *fragments(accels)]
+    for f in inputs:
+        if not f.exists():
+            raise BoardError(f"{f} is missing (run 'make artifacts')")
+    if out.exists() and all(out.stat().st_mtime >= f.stat().st_mtime for f in inputs):
+        return out
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp) / "base.dtb"
+        run_checked([str(QEMU), *machine_args(accels), "-machine", f"dumpdtb={base}",
+                     "-display", "none", "-nic", "none"])
+        dts = run_checked(["dtc", "-q", "-I", "dtb", "-O", "dts", str(base)])
+        # A fixed seed in a file makes no sense: let the kernel get fresh ones.
+        dts = re.sub(r"^\s*(rng-seed|kaslr-seed) = .*;\n", "", dts, flags=re.M)
+        src = Path(tmp) / "board.dts"
+        src.write_text(dts + "".join(f"\n/* {f.name} */\n" + strip_header(f.read_text())
+                                     for f in fragments(accels)))
+        run_checked(["dtc", "-q", "-I", "dts", "-O", "dtb", "-o", str(out), str(src)])
+    (BUILD / f"board-{accels}.dts").write_text(src_text := run_checked(
+        ["dtc", "-q", "-I", "dtb", "-O", "dts", str(out)]))
+    del src_text
+    return out
+
+
+def strip_header(text: str) -> str:
+    """A fragment may carry /dts-v1/; only the base tree may."""
+    return text.replace("/dts-v1/;", "")
+
+
+def run_checked(cmd: list[str]) -> str:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BoardError(f"{shlex.join(cmd)} failed ({proc.returncode}):\n{proc.stderr}")
+    return proc.stdout
+
+
+@dataclass
+class RunResult:
+    """What one boot produced."""
+
+    status: int | None          # the guest command's exit status; None: no report
+    qemu_returncode: int | None  # None: QEMU was killed by our timeout
+    console: str
+    dmesg: str
+    out_dir: Path
+    timed_out: bool = False
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 0 and not self.problems
+
+
+def boot_args(accels: int, out_dir: Path, interactive: bool) -> list[str]:
+    for f in (QEMU, KERNEL, INITRD):
+        if not f.exists():
+            raise BoardError(f"{f} is missing (run 'make artifacts')")
+    args = [
+        str(QEMU), *machine_args(accels),
+        "-kernel", str(KERNEL), "-initrd", str(INITRD), "-dtb", str(build_dtb(accels)),
+        "-append", CMDLINE, "-nic", "none", "-no-reboot",
+        "-fsdev", f"local,id=fs0,path={TOP},security_model=none,readonly=on",
+        "-device", "virtio-9p-device,fsdev=fs0,mount_tag=pyaccel",
+        "-fsdev", f"local,id=fs1,path={out_dir},security_model=none",
+        "-device", "virtio-9p-device,fsdev=fs1,mount_tag=out",
+        "-d", "guest_errors", "-D", str(out_dir / "qemu-guest-errors.log"),
+    ]
+    if interactive:
+        args += ["-nographic"]
+    else:
+        args += ["-display", "none", "-monitor", "none", "-serial", "stdio"]
+    return args
+
+
+def run(command: str | None, accels: int = 1, timeout: float = 900,
+        out_dir: Path | None = None, echo: bool = False, no_module: bool = False) -> RunResult:
+    """Boot the board, run `command` with sh in the guest, power off.
+
+    The console goes to out_dir/console.log (and to our stdout with echo).
+    """
+    out_dir = Path(out_dir or tempfile.mkdtemp(prefix="pyaccel-run-"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("status", "dmesg.txt", "cmd", "no-module"):
+        (out_dir / stale).unlink(missing_ok=True)
+    if command is not None:
+        (out_dir / "cmd").write_text(command + "\n")
+    if no_module:
+        (out_dir / "no-module").write_text("")
+    args = boot_args(accels, out_dir, interactive=command is None)
+    if command is None:
+        return RunResult(subprocess.call(args), 0, "", "", out_dir)
+
+    console_path = out_dir / "console.log"
+    timed_out = False
+    with open(console_path, "w") as console:
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, errors="replace")
+        pump = threading.Thread(target=_pump, args=(proc.stdout, console, echo), daemon=True)
+        pump.start()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            proc.kill()
+            proc.wait()
+        pump.join(timeout=10)
+    text = console_path.read_text(errors="replace")
+    dmesg_path = out_dir / "dmesg.txt"
+    dmesg = dmesg_path.read_text(errors="replace") if dmesg_path.exists() else ""
+    status_path = out_dir / "status"
+    status = int(status_path.read_text()) if status_path.exists() else None
+    if status is None and (m := EXIT_MARKER.search(text)):
+        status = int(m.group(1))
+    result = RunResult(status, None if timed_out else proc.returncode, text, dmesg,
+                       out_dir, timed_out)
+    result.problems = find_problems(result, timeout)
+    return result
+
+
+def _pump(stream, console, echo: bool) -> None:
+    for line in stream:
+        console.write(line)
+        console.flush()
+        if echo:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+
+
+def find_problems(r: RunResult, timeout: float) -> list[str]:
+    problems = []
+    if r.timed_out:
+        problems.append(f"the board did not power off within {timeout:.0f} s (killed)")
+    elif r.qemu_returncode != 0:
+        problems.append(f"QEMU exited with status {r.qemu_returncode} (crash or abort)")
+    if r.status is None and not r.timed_out:
+        problems.append("the guest never reported an exit status")
+    seen = set()
+    for line in (r.dmesg + "\n" + r.console).splitlines():
+        if KERNEL_PROBLEM.search(line) and line not in seen:
+            seen.add(line)
+            problems.append(f"kernel log: {line.strip()}")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="what", required=True)
+    d = sub.add_parser("dtb", help="build the boot device tree")
+    d.add_argument("--accels", type=int, default=1)
+    r = sub.add_parser("run", help="boot and run a command (or a shell)")
+    r.add_argument("--accels", type=int, default=1)
+    r.add_argument("--timeout", type=float, default=900)
+    r.add_argument("--out", type=Path, help="run folder (default: a new temporary one)")
+    r.add_argument("--no-module", action="store_true", help="do not load convaccel.ko")
+    r.add_argument("command", nargs=argparse.REMAINDER)
+    a = p.parse_args(argv)
+    try:
+        if a.what == "dtb":
+            print(build_dtb(a.accels))
+            return 0
+        cmd = a.command[1:] if a.command[:1] == ["--"] else a.command
+        t0 = time.monotonic()
+        res = run(shlex.join(cmd) if len(cmd) > 1 else (cmd[0] if cmd else None),
+                  a.accels, a.timeout, a.out, echo=True, no_module=a.no_module)
+    except BoardError as e:
+        print(f"board: {e}", file=sys.stderr)
+        return 2
+    if not cmd:
+        return res.status or 0
+    for problem in res.problems:
+        print(f"board: {problem}", file=sys.stderr)
+    print(f"board: guest exit status {res.status}, {time.monotonic() - t0:.1f} s, "
+          f"console and dmesg in {res.out_dir}", file=sys.stderr)
+    if res.status is None or res.problems:
+        return res.status or 1
+    return res.status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
