@@ -133,10 +133,18 @@ static const struct file_operations convaccel_fops = {
 	.llseek = noop_llseek,
 };
 
+/* The misc core keeps its struct miscdevice as the drvdata of this_device. */
+static struct convaccel_dev *misc_dev_to_ca(struct device *dev)
+{
+	struct miscdevice *misc = dev_get_drvdata(dev);
+
+	return container_of(misc, struct convaccel_dev, misc);
+}
+
 static ssize_t hw_version_show(struct device *dev,
 			       struct device_attribute *attr, char *buf)
 {
-	struct convaccel_dev *ca = dev_get_drvdata(dev);
+	struct convaccel_dev *ca = misc_dev_to_ca(dev);
 
 	return sysfs_emit(buf, "%u.%u\n", CONVACCEL_VERSION_MAJOR(ca->hw_version),
 			  CONVACCEL_VERSION_MINOR(ca->hw_version));
@@ -146,7 +154,7 @@ static DEVICE_ATTR_RO(hw_version);
 static ssize_t irq_count_show(struct device *dev,
 			      struct device_attribute *attr, char *buf)
 {
-	struct convaccel_dev *ca = dev_get_drvdata(dev);
+	struct convaccel_dev *ca = misc_dev_to_ca(dev);
 
 	return sysfs_emit(buf, "%lld\n", atomic64_read(&ca->irq_count));
 }
@@ -292,7 +300,6 @@ static int convaccel_probe(struct platform_device *pdev)
 	ret = misc_register(&ca->misc);
 	if (ret)
 		return dev_err_probe(dev, ret, "cannot register /dev/%s\n", ca->name);
-	dev_set_drvdata(ca->misc.this_device, ca);
 	ca->debugfs = debugfs_create_dir(ca->name, NULL);
 	debugfs_create_file("regs", 0400, ca->debugfs, ca, &regs_fops);
 	debugfs_create_file("irq_test", 0200, ca->debugfs, ca, &irq_test_fops);

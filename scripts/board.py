@@ -11,6 +11,7 @@ Only the standard library: the host's plain python3 runs it.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import re
 import shlex
@@ -63,10 +64,20 @@ def fragments(accels: int) -> list[Path]:
     return [TOP / "dts" / f"convaccel{i}.dtsi" for i in range(accels)]
 
 
-def build_dtb(accels: int = 1) -> Path:
-    """Dump the machine's tree, append our fragments, compile; return the DTB."""
-    out = dtb_path(accels)
-    inputs = [QEMU, *fragments(accels)]
+def build_dtb(accels: int = 1, fragment_texts: list[str] | None = None) -> Path:
+    """Dump the machine's tree, append our fragments, compile; return the DTB.
+
+    fragment_texts replaces dts/'s fragments (tests use it for broken trees).
+    """
+    if fragment_texts is None:
+        out = dtb_path(accels)
+        texts = [f.read_text() for f in fragments(accels)]
+        inputs = [QEMU, *fragments(accels)]
+    else:
+        texts = fragment_texts
+        digest = hashlib.sha256("\0".join(texts).encode()).hexdigest()[:12]
+        out = BUILD / f"board-{accels}-{digest}.dtb"
+        inputs = [QEMU]
     for f in inputs:
         if not f.exists():
             raise BoardError(f"{f} is missing (run 'make artifacts')")
@@ -80,12 +91,9 @@ def build_dtb(accels: int = 1) -> Path:
         # A fixed seed in a file makes no sense: let the kernel get fresh ones.
         dts = re.sub(r"^\s*(rng-seed|kaslr-seed) = .*;\n", "", dts, flags=re.M)
         src = Path(tmp) / "board.dts"
-        src.write_text(dts + "".join(f"\n/* {f.name} */\n" + strip_header(f.read_text())
-                                     for f in fragments(accels)))
+        src.write_text(dts + "".join("\n" + strip_header(t) for t in texts))
         run_checked(["dtc", "-q", "-I", "dts", "-O", "dtb", "-o", str(out), str(src)])
-    (BUILD / f"board-{accels}.dts").write_text(src_text := run_checked(
-        ["dtc", "-q", "-I", "dtb", "-O", "dts", str(out)]))
-    del src_text
+    out.with_suffix(".dts").write_text(run_checked(["dtc", "-q", "-I", "dtb", "-O", "dts", str(out)]))
     return out
 
 
@@ -118,13 +126,13 @@ class RunResult:
         return self.status == 0 and not self.problems
 
 
-def boot_args(accels: int, out_dir: Path, interactive: bool) -> list[str]:
+def boot_args(accels: int, out_dir: Path, interactive: bool, dtb: Path) -> list[str]:
     for f in (QEMU, KERNEL, INITRD):
         if not f.exists():
             raise BoardError(f"{f} is missing (run 'make artifacts')")
     args = [
         str(QEMU), *machine_args(accels),
-        "-kernel", str(KERNEL), "-initrd", str(INITRD), "-dtb", str(build_dtb(accels)),
+        "-kernel", str(KERNEL), "-initrd", str(INITRD), "-dtb", str(dtb),
         "-append", CMDLINE, "-nic", "none", "-no-reboot",
         "-fsdev", f"local,id=fs0,path={TOP},security_model=none,readonly=on",
         "-device", "virtio-9p-device,fsdev=fs0,mount_tag=pyaccel",
@@ -140,10 +148,13 @@ def boot_args(accels: int, out_dir: Path, interactive: bool) -> list[str]:
 
 
 def run(command: str | None, accels: int = 1, timeout: float = 900,
-        out_dir: Path | None = None, echo: bool = False, no_module: bool = False) -> RunResult:
+        out_dir: Path | None = None, echo: bool = False, no_module: bool = False,
+        dtb: Path | None = None, extra_args: list[str] = ()) -> RunResult:
     """Boot the board, run `command` with sh in the guest, power off.
 
     The console goes to out_dir/console.log (and to our stdout with echo).
+    dtb and extra_args (more QEMU options, e.g. -global convaccel.id=...)
+    let tests boot deliberately broken boards.
     """
     out_dir = Path(out_dir or tempfile.mkdtemp(prefix="pyaccel-run-"))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -153,7 +164,8 @@ def run(command: str | None, accels: int = 1, timeout: float = 900,
         (out_dir / "cmd").write_text(command + "\n")
     if no_module:
         (out_dir / "no-module").write_text("")
-    args = boot_args(accels, out_dir, interactive=command is None)
+    args = boot_args(accels, out_dir, command is None, dtb or build_dtb(accels))
+    args += list(extra_args)
     if command is None:
         return RunResult(subprocess.call(args), 0, "", "", out_dir)
 

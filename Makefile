@@ -1,0 +1,41 @@
+# pyaccel: `make demo` and `make test` set up everything they need
+# (host packages, downloads, builds); outputs are cached in ~/.cache/pyaccel.
+SHELL := /bin/bash
+BOARD := python3 scripts/board.py
+PYTEST_ARGS ?=
+ACCELS ?= 1
+
+.PHONY: help setup artifacts qemu module dtb test test-host demo run clean
+
+help:
+	@echo "make demo       build everything, boot the board, show the accelerator"
+	@echo "make test       host tests + the in-guest suite on the emulated board"
+	@echo "make run        interactive guest shell (CMD='...' runs one command)"
+	@echo "make artifacts  build QEMU, kernel module, guest image and device trees"
+
+setup:
+	@scripts/setup-host.sh
+
+artifacts: setup
+	@scripts/build-all.sh
+
+qemu: setup
+	@qemu/build.sh
+
+module: setup
+	@kernel/build.sh "$$(guest/kernel.sh)"
+
+dtb: artifacts
+	@$(BOARD) dtb --accels $(ACCELS)
+
+test: setup
+	@py=$$(scripts/venv.sh) && $$py -m pytest -ra $(PYTEST_ARGS) tests/host
+
+demo: artifacts
+	@$(BOARD) run --accels $(ACCELS) -- 'python3 -m pyaccel list && python3 -m pyaccel info'
+
+run: artifacts
+	@$(BOARD) run --accels $(ACCELS) $(if $(CMD),-- '$(subst ','\'',$(CMD))')
+
+clean:
+	rm -rf build

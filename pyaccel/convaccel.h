@@ -1,0 +1,1 @@
+../kernel/include/uapi/linux/convaccel.h

@@ -1,0 +1,40 @@
+"""pyaccel's exceptions: every error the package raises is an AccelError."""
+from __future__ import annotations
+
+import errno as _errno
+import os
+
+
+class AccelError(Exception):
+    """An accelerator operation failed.
+
+    `errno` is the OS error number when the failure came from the driver
+    (None otherwise); the message says what was wrong.
+    """
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        self.errno = errno
+        if errno is not None:
+            message = f"{message} [{_errno.errorcode.get(errno, errno)}: {os.strerror(errno)}]"
+        super().__init__(message)
+
+
+class DeviceNotFoundError(AccelError):
+    """No accelerator matches the request."""
+
+
+class DevicePermissionError(AccelError):
+    """The device node exists but this process may not open it."""
+
+
+class AbiMismatchError(AccelError):
+    """The driver speaks another version of the uapi than this package."""
+
+
+def from_errno(err: int, what: str) -> AccelError:
+    """The AccelError for a failed call `what` that set errno `err`."""
+    if err in (_errno.EACCES, _errno.EPERM):
+        return DevicePermissionError(what, err)
+    if err in (_errno.ENOENT, _errno.ENODEV, _errno.ENXIO):
+        return DeviceNotFoundError(what, err)
+    return AccelError(what, err)
