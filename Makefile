@@ -28,7 +28,7 @@ module: setup
 dtb: artifacts
 	@$(BOARD) dtb --accels $(ACCELS)
 
-test: setup
+test: artifacts
 	@py=$$(scripts/venv.sh) && $$py -m pytest -ra $(PYTEST_ARGS) tests/host
 
 demo: artifacts
