@@ -27,6 +27,9 @@
 #define CONVACCEL_REG_CAPS		0x008
 #define  CONVACCEL_CAP_SOFT_IRQ		(1u << 0)	/* CTRL.SOFT_IRQ */
 #define  CONVACCEL_CAP_RESET		(1u << 1)	/* CTRL.RESET */
+#define  CONVACCEL_CAP_CONV		(1u << 2)	/* OP_CONV, incl. groups */
+#define  CONVACCEL_CAP_POOL		(1u << 3)	/* OP_MAXPOOL, OP_AVGPOOL */
+#define  CONVACCEL_CAP_FAULT		(1u << 4)	/* FAULT_* registers */
 
 /* Scratch: read/write, no side effect; reset value 0. */
 #define CONVACCEL_REG_SCRATCH		0x00c
@@ -38,7 +41,12 @@
 
 /* Status (read-only). */
 #define CONVACCEL_REG_STATUS		0x014
-#define  CONVACCEL_STATUS_BUSY		(1u << 0)
+#define  CONVACCEL_STATUS_BUSY		(1u << 0)	/* a job is queued or running */
+#define  CONVACCEL_STATUS_QUEUE_FULL	(1u << 1)	/* DOORBELL would be dropped */
+#define  CONVACCEL_STATUS_OVERFLOW	(1u << 2)	/* sticky: a DOORBELL was dropped */
+#define  CONVACCEL_STATUS_LEVEL(s)	(((s) >> 8) & 0xff)	/* jobs queued + running */
+#define CONVACCEL_REG_QUEUE_DEPTH	0x018		/* jobs the queue holds */
+#define  CONVACCEL_QUEUE_DEPTH_VALUE	4
 
 /*
  * Interrupts: INT_STATUS holds pending causes (write 1 to clear); the
@@ -46,10 +54,133 @@
  */
 #define CONVACCEL_REG_INT_STATUS	0x020
 #define CONVACCEL_REG_INT_ENABLE	0x024
-#define  CONVACCEL_INT_DONE		(1u << 0)
-#define  CONVACCEL_INT_ERROR		(1u << 1)
+#define  CONVACCEL_INT_DONE		(1u << 0)	/* a job completed */
+#define  CONVACCEL_INT_ERROR		(1u << 1)	/* a job failed */
 #define  CONVACCEL_INT_SOFT		(1u << 31)
 #define  CONVACCEL_INT_ALL		(CONVACCEL_INT_DONE | CONVACCEL_INT_ERROR | \
 					 CONVACCEL_INT_SOFT)
+
+/* Job submission: write CMD_ADDR, then DOORBELL (any value) queues it. */
+#define CONVACCEL_REG_CMD_ADDR_LO	0x030
+#define CONVACCEL_REG_CMD_ADDR_HI	0x034
+#define CONVACCEL_REG_DOORBELL		0x038
+#define CONVACCEL_REG_JOBS_DONE		0x03c		/* completed jobs, wraps */
+#define CONVACCEL_REG_LAST_STATUS	0x040		/* of the last completed job */
+#define CONVACCEL_REG_LAST_LAYER	0x044
+#define CONVACCEL_REG_LAST_TAG		0x048
+
+/* Limits (read-only): what a layer descriptor may ask for. */
+#define CONVACCEL_REG_MAX_KERNEL	0x050
+#define  CONVACCEL_MAX_KERNEL_VALUE	16	/* kh, kw, stride, dilation */
+#define CONVACCEL_REG_MAX_PAD		0x054
+#define  CONVACCEL_MAX_PAD_VALUE	64	/* each of the four paddings */
+#define CONVACCEL_REG_MAX_CHANNELS	0x058
+#define  CONVACCEL_MAX_CHANNELS_VALUE	8192	/* c_in, c_out */
+#define CONVACCEL_REG_MAX_DIM		0x05c
+#define  CONVACCEL_MAX_DIM_VALUE	4096	/* n, h, w */
+#define CONVACCEL_REG_MAX_LAYERS	0x060
+#define  CONVACCEL_MAX_LAYERS_VALUE	1024	/* layers in one job */
+#define CONVACCEL_REG_MAX_TENSOR_MB	0x064
+#define  CONVACCEL_MAX_TENSOR_MB_VALUE	1024	/* bytes of any one tensor, in MiB */
+
+/* Fault injection (read/write; reset values come from QOM properties). */
+#define CONVACCEL_REG_FAULT_CTRL	0x070
+#define  CONVACCEL_FAULT_HANG		(1u << 0)	/* next job never completes */
+#define  CONVACCEL_FAULT_DMA_ERROR	(1u << 1)	/* next job fails with ERR_DMA */
+#define  CONVACCEL_FAULT_LOST_IRQ	(1u << 2)	/* next completion raises no IRQ */
+#define  CONVACCEL_FAULT_ALL		(CONVACCEL_FAULT_HANG | \
+					 CONVACCEL_FAULT_DMA_ERROR | \
+					 CONVACCEL_FAULT_LOST_IRQ)
+#define CONVACCEL_REG_FAULT_DELAY_US	0x074		/* added latency per job */
+#define CONVACCEL_REG_FAULT_ERROR_AFTER	0x078		/* Nth next job fails; 0: off */
+
+/* Job descriptor, at CMD_ADDR (32 bytes, little endian). */
+#define CONVACCEL_JOB_SIZE		32
+#define CONVACCEL_JOB_MAGIC		0x424f4a43	/* "CJOB" in memory */
+#define CONVACCEL_JOB_MAGIC_OFF		0x00	/* u32 */
+#define CONVACCEL_JOB_LAYER_COUNT_OFF	0x04	/* u32, 1..MAX_LAYERS */
+#define CONVACCEL_JOB_LAYERS_OFF	0x08	/* u64, address of the layers */
+#define CONVACCEL_JOB_RESULT_OFF	0x10	/* u64, address of the result */
+#define CONVACCEL_JOB_TAG_OFF		0x18	/* u32, copied to the result */
+#define CONVACCEL_JOB_FLAGS_OFF		0x1c	/* u32, must be 0 */
+
+/* Layer descriptor (128 bytes, little endian), an array of them. */
+#define CONVACCEL_LAYER_SIZE		128
+#define CONVACCEL_LAYER_OP_OFF		0x00	/* u32 CONVACCEL_LAYER_OP_* */
+#define  CONVACCEL_LAYER_OP_CONV	1
+#define  CONVACCEL_LAYER_OP_MAXPOOL	2
+#define  CONVACCEL_LAYER_OP_AVGPOOL	3
+#define CONVACCEL_LAYER_FLAGS_OFF	0x04	/* u32 */
+#define  CONVACCEL_LAYER_FLAG_BIAS	(1u << 0)	/* conv: add bias[c_out] */
+#define  CONVACCEL_LAYER_ACT_SHIFT	8		/* bits 9:8 activation */
+#define  CONVACCEL_LAYER_ACT_MASK	(3u << 8)
+#define  CONVACCEL_LAYER_ACT_NONE	0
+#define  CONVACCEL_LAYER_ACT_RELU	1
+#define  CONVACCEL_LAYER_ACT_RELU6	2
+#define  CONVACCEL_LAYER_FLAGS_VALID	(CONVACCEL_LAYER_FLAG_BIAS | CONVACCEL_LAYER_ACT_MASK)
+#define CONVACCEL_LAYER_N_OFF		0x08	/* u32 each, from here on */
+#define CONVACCEL_LAYER_C_IN_OFF	0x0c
+#define CONVACCEL_LAYER_H_IN_OFF	0x10
+#define CONVACCEL_LAYER_W_IN_OFF	0x14
+#define CONVACCEL_LAYER_C_OUT_OFF	0x18
+#define CONVACCEL_LAYER_H_OUT_OFF	0x1c
+#define CONVACCEL_LAYER_W_OUT_OFF	0x20
+#define CONVACCEL_LAYER_GROUPS_OFF	0x24
+#define CONVACCEL_LAYER_KH_OFF		0x28
+#define CONVACCEL_LAYER_KW_OFF		0x2c
+#define CONVACCEL_LAYER_STRIDE_H_OFF	0x30
+#define CONVACCEL_LAYER_STRIDE_W_OFF	0x34
+#define CONVACCEL_LAYER_DIL_H_OFF	0x38
+#define CONVACCEL_LAYER_DIL_W_OFF	0x3c
+#define CONVACCEL_LAYER_PAD_TOP_OFF	0x40
+#define CONVACCEL_LAYER_PAD_BOTTOM_OFF	0x44
+#define CONVACCEL_LAYER_PAD_LEFT_OFF	0x48
+#define CONVACCEL_LAYER_PAD_RIGHT_OFF	0x4c
+#define CONVACCEL_LAYER_INPUT_OFF	0x50	/* u64 addresses from here on */
+#define CONVACCEL_LAYER_WEIGHT_OFF	0x58
+#define CONVACCEL_LAYER_BIAS_OFF	0x60
+#define CONVACCEL_LAYER_OUTPUT_OFF	0x68
+#define CONVACCEL_LAYER_RSVD_OFF	0x70	/* 16 bytes, must be 0 */
+
+/* Result record, written at the job's result address (64 bytes). */
+#define CONVACCEL_RESULT_SIZE		64
+#define CONVACCEL_RESULT_STATUS_OFF	0x00	/* u32 CONVACCEL_ERR_* */
+#define CONVACCEL_RESULT_LAYER_OFF	0x04	/* u32 failing layer, or ~0 for the job */
+#define CONVACCEL_RESULT_TAG_OFF	0x08	/* u32 the job's tag */
+#define CONVACCEL_RESULT_LAYERS_DONE_OFF 0x0c	/* u32 */
+#define CONVACCEL_RESULT_MACS_OFF	0x10	/* u64 each, from here on */
+#define CONVACCEL_RESULT_BYTES_READ_OFF	0x18
+#define CONVACCEL_RESULT_BYTES_WRITTEN_OFF 0x20
+#define CONVACCEL_RESULT_HOST_NS_OFF	0x28
+#define CONVACCEL_RESULT_CYCLES_OFF	0x30
+#define  CONVACCEL_RESULT_LAYER_JOB	0xffffffffu
+
+/* Job status codes (RESULT_STATUS and LAST_STATUS). */
+#define CONVACCEL_ERR_OK		0
+#define CONVACCEL_ERR_MAGIC		1	/* job magic wrong */
+#define CONVACCEL_ERR_LAYER_COUNT	2	/* 0 or > MAX_LAYERS layers */
+#define CONVACCEL_ERR_RESERVED		3	/* a reserved field or flag is not 0 */
+#define CONVACCEL_ERR_OP		4	/* unknown operation */
+#define CONVACCEL_ERR_SHAPE		5	/* a size is 0, too large, or inconsistent */
+#define CONVACCEL_ERR_KERNEL		6	/* kernel, stride or dilation out of range */
+#define CONVACCEL_ERR_PAD		7	/* padding out of range */
+#define CONVACCEL_ERR_GROUPS		8	/* groups do not divide the channels */
+#define CONVACCEL_ERR_TOO_LARGE		9	/* a tensor exceeds MAX_TENSOR_MB */
+#define CONVACCEL_ERR_DMA		10	/* an address range is not guest RAM */
+#define CONVACCEL_ERR_INJECTED		11	/* fault injection (FAULT_ERROR_AFTER) */
+#define CONVACCEL_ERR_NO_MEMORY		12	/* the device ran out of buffer memory */
+#define CONVACCEL_ERR_COUNT		13
+
+/*
+ * Cost model of the hypothetical silicon (docs/hardware.md): a 1 GHz clock,
+ * a 32 x 32 MAC array (32 input x 32 output channels of one group per
+ * cycle), DMA at 16 bytes per cycle overlapping compute, fixed overheads.
+ */
+#define CONVACCEL_MODEL_CLOCK_MHZ	1000
+#define CONVACCEL_MODEL_ARRAY		32
+#define CONVACCEL_MODEL_DMA_BYTES	16
+#define CONVACCEL_MODEL_POOL_LANES	32
+#define CONVACCEL_MODEL_LAYER_CYCLES	256
+#define CONVACCEL_MODEL_JOB_CYCLES	1024
 
 #endif /* CONVACCEL_REGS_H */

@@ -3,85 +3,101 @@
  * convaccel: driver for the convolution accelerator of the pyaccel board.
  *
  * A platform driver matched by the "qemu,convaccel" compatible string. Each
- * device gets a misc character device /dev/convaccelN. The register map is
- * in convaccel_regs.h and specified in docs/hardware.md.
+ * device gets a misc character device /dev/convaccelN. This file holds the
+ * device's life cycle, the character device and sysfs; see convaccel.h for
+ * the other files. The register map is specified in docs/hardware.md.
  */
-#include <linux/completion.h>
 #include <linux/debugfs.h>
+#include <linux/dma-mapping.h>
 #include <linux/idr.h>
 #include <linux/interrupt.h>
 #include <linux/io.h>
-#include <linux/miscdevice.h>
 #include <linux/module.h>
 #include <linux/of.h>
 #include <linux/platform_device.h>
-#include <linux/seq_file.h>
+#include <linux/poll.h>
+#include <linux/slab.h>
 #include <linux/uaccess.h>
 
-#include <uapi/linux/convaccel.h>
-#include "convaccel_regs.h"
+#include "convaccel.h"
 
 #define CONVACCEL_IRQ_TEST_TIMEOUT_MS	1000
 
+static unsigned int timeout_ms = 2000;
+module_param(timeout_ms, uint, 0444);
+MODULE_PARM_DESC(timeout_ms, "default job time budget on the device, ms (default 2000)");
+
 static DEFINE_IDA(convaccel_ida);
 
-/**
- * struct convaccel_dev - one accelerator instance
- * @dev: the platform device's struct device
- * @regs: the MMIO window
- * @misc: /dev/convaccelN
- * @name: "convaccelN"
- * @instance: N
- * @hw_id: ID register read at probe
- * @hw_version: VERSION register read at probe
- * @hw_caps: CAPS register read at probe
- * @irq_count: interrupts handled
- * @soft_irq: completed by the handler when it sees INT_STATUS.SOFT
- * @debugfs: debugfs folder of this instance
- */
-struct convaccel_dev {
-	struct device *dev;
-	void __iomem *regs;
-	struct miscdevice misc;
-	char name[16];
-	int instance;
-	u32 hw_id;
-	u32 hw_version;
-	u32 hw_caps;
-	atomic64_t irq_count;
-	struct completion soft_irq;
-	struct dentry *debugfs;
-};
-
-static u32 ca_read(struct convaccel_dev *ca, u32 reg)
+u32 convaccel_read(struct convaccel_dev *ca, u32 reg)
 {
 	return readl(ca->regs + reg);
 }
 
-static void ca_write(struct convaccel_dev *ca, u32 reg, u32 val)
+void convaccel_write(struct convaccel_dev *ca, u32 reg, u32 val)
 {
 	writel(val, ca->regs + reg);
+}
+
+static void convaccel_dev_release(struct kref *ref)
+{
+	struct convaccel_dev *ca = container_of(ref, struct convaccel_dev, ref);
+
+	put_device(ca->dev);
+	kfree(ca);
+}
+
+void convaccel_dev_put(struct convaccel_dev *ca)
+{
+	kref_put(&ca->ref, convaccel_dev_release);
+}
+
+static void convaccel_file_release(struct kref *ref)
+{
+	struct convaccel_file *cf = container_of(ref, struct convaccel_file, ref);
+
+	xa_destroy(&cf->buffers);
+	xa_destroy(&cf->jobs);
+	convaccel_dev_put(cf->ca);
+	kfree(cf);
+}
+
+void convaccel_file_put(struct convaccel_file *cf)
+{
+	kref_put(&cf->ref, convaccel_file_release);
 }
 
 static irqreturn_t convaccel_irq(int irq, void *data)
 {
 	struct convaccel_dev *ca = data;
-	u32 status = ca_read(ca, CONVACCEL_REG_INT_STATUS);
+	u32 status = convaccel_read(ca, CONVACCEL_REG_INT_STATUS);
 
 	if (!status)
 		return IRQ_NONE;
-	ca_write(ca, CONVACCEL_REG_INT_STATUS, status);
+	convaccel_write(ca, CONVACCEL_REG_INT_STATUS, status);
 	atomic64_inc(&ca->irq_count);
 	if (status & CONVACCEL_INT_SOFT)
 		complete(&ca->soft_irq);
+	return status & (CONVACCEL_INT_DONE | CONVACCEL_INT_ERROR) ?
+	       IRQ_WAKE_THREAD : IRQ_HANDLED;
+}
+
+static irqreturn_t convaccel_irq_thread(int irq, void *data)
+{
+	convaccel_jobs_complete(data);
 	return IRQ_HANDLED;
 }
 
-/* Raise the device's software interrupt and wait for the handler to see it. */
-static int convaccel_irq_test(struct convaccel_dev *ca)
+/**
+ * convaccel_irq_test() - raise the device's software interrupt, await it
+ * @ca: the device
+ *
+ * Return: 0, or -ETIMEDOUT if the handler did not see it within a second.
+ */
+int convaccel_irq_test(struct convaccel_dev *ca)
 {
 	reinit_completion(&ca->soft_irq);
-	ca_write(ca, CONVACCEL_REG_CTRL, CONVACCEL_CTRL_SOFT_IRQ);
+	convaccel_write(ca, CONVACCEL_REG_CTRL, CONVACCEL_CTRL_SOFT_IRQ);
 	if (!wait_for_completion_timeout(&ca->soft_irq,
 					 msecs_to_jiffies(CONVACCEL_IRQ_TEST_TIMEOUT_MS))) {
 		dev_err(ca->dev, "interrupt test: no interrupt within %d ms\n",
@@ -91,36 +107,68 @@ static int convaccel_irq_test(struct convaccel_dev *ca)
 	return 0;
 }
 
-static struct convaccel_dev *file_to_ca(struct file *file)
+static struct convaccel_dev *misc_to_ca(struct miscdevice *misc)
 {
-	struct miscdevice *misc = file->private_data;
-
 	return container_of(misc, struct convaccel_dev, misc);
 }
 
-static long convaccel_ioctl_info(struct convaccel_dev *ca, void __user *arg)
+static int convaccel_open(struct inode *inode, struct file *file)
 {
-	struct convaccel_info info = {
-		.abi_version = CONVACCEL_ABI_VERSION,
-		.hw_id = ca->hw_id,
-		.hw_version = ca->hw_version,
-		.hw_caps = ca->hw_caps,
-		.instance = ca->instance,
-		.irq_count = atomic64_read(&ca->irq_count),
-	};
+	struct convaccel_dev *ca = misc_to_ca(file->private_data);
+	struct convaccel_file *cf;
 
+	cf = kzalloc(sizeof(*cf), GFP_KERNEL);
+	if (!cf)
+		return -ENOMEM;
+	kref_init(&cf->ref);
+	xa_init_flags(&cf->buffers, XA_FLAGS_ALLOC1);
+	xa_init_flags(&cf->jobs, XA_FLAGS_ALLOC1);
+	INIT_LIST_HEAD(&cf->pending);
+	INIT_LIST_HEAD(&cf->rr);
+	init_waitqueue_head(&cf->wq);
+	kref_get(&ca->ref);
+	cf->ca = ca;
+	file->private_data = cf;
+	return 0;
+}
+
+static int convaccel_release(struct inode *inode, struct file *file)
+{
+	struct convaccel_file *cf = file->private_data;
+
+	convaccel_jobs_release(cf);
+	convaccel_buffers_release(cf);
+	convaccel_file_put(cf);
+	return 0;
+}
+
+static int convaccel_ioctl_info(struct convaccel_dev *ca, void __user *arg)
+{
+	struct convaccel_info info = ca->limits;
+
+	info.irq_count = atomic64_read(&ca->irq_count);
 	return copy_to_user(arg, &info, sizeof(info)) ? -EFAULT : 0;
 }
 
 static long convaccel_ioctl(struct file *file, unsigned int cmd,
 			    unsigned long arg)
 {
-	struct convaccel_dev *ca = file_to_ca(file);
+	struct convaccel_file *cf = file->private_data;
 	void __user *uarg = (void __user *)arg;
 
+	if (READ_ONCE(cf->ca->dead))
+		return -ENODEV;
 	switch (cmd) {
 	case CONVACCEL_IOCTL_INFO:
-		return convaccel_ioctl_info(ca, uarg);
+		return convaccel_ioctl_info(cf->ca, uarg);
+	case CONVACCEL_IOCTL_BUFFER_CREATE:
+		return convaccel_ioctl_buffer_create(cf, uarg);
+	case CONVACCEL_IOCTL_BUFFER_DESTROY:
+		return convaccel_ioctl_buffer_destroy(cf, uarg);
+	case CONVACCEL_IOCTL_SUBMIT:
+		return convaccel_ioctl_submit(cf, uarg);
+	case CONVACCEL_IOCTL_WAIT:
+		return convaccel_ioctl_wait(cf, uarg);
 	default:
 		return -ENOTTY;
 	}
@@ -128,81 +176,146 @@ static long convaccel_ioctl(struct file *file, unsigned int cmd,
 
 static const struct file_operations convaccel_fops = {
 	.owner = THIS_MODULE,
+	.open = convaccel_open,
+	.release = convaccel_release,
 	.unlocked_ioctl = convaccel_ioctl,
 	.compat_ioctl = compat_ptr_ioctl,
+	.mmap = convaccel_mmap,
+	.poll = convaccel_poll,
 	.llseek = noop_llseek,
 };
 
 /* The misc core keeps its struct miscdevice as the drvdata of this_device. */
-static struct convaccel_dev *misc_dev_to_ca(struct device *dev)
+static struct convaccel_dev *attr_to_ca(struct device *dev)
 {
-	struct miscdevice *misc = dev_get_drvdata(dev);
-
-	return container_of(misc, struct convaccel_dev, misc);
+	return misc_to_ca(dev_get_drvdata(dev));
 }
 
 static ssize_t hw_version_show(struct device *dev,
 			       struct device_attribute *attr, char *buf)
 {
-	struct convaccel_dev *ca = misc_dev_to_ca(dev);
+	struct convaccel_dev *ca = attr_to_ca(dev);
 
 	return sysfs_emit(buf, "%u.%u\n", CONVACCEL_VERSION_MAJOR(ca->hw_version),
 			  CONVACCEL_VERSION_MINOR(ca->hw_version));
 }
 static DEVICE_ATTR_RO(hw_version);
 
+static ssize_t caps_show(struct device *dev, struct device_attribute *attr,
+			 char *buf)
+{
+	return sysfs_emit(buf, "0x%08x\n", attr_to_ca(dev)->hw_caps);
+}
+static DEVICE_ATTR_RO(caps);
+
 static ssize_t irq_count_show(struct device *dev,
 			      struct device_attribute *attr, char *buf)
 {
-	struct convaccel_dev *ca = misc_dev_to_ca(dev);
-
-	return sysfs_emit(buf, "%lld\n", atomic64_read(&ca->irq_count));
+	return sysfs_emit(buf, "%lld\n", atomic64_read(&attr_to_ca(dev)->irq_count));
 }
 static DEVICE_ATTR_RO(irq_count);
 
+static ssize_t buffers_show(struct device *dev, struct device_attribute *attr,
+			    char *buf)
+{
+	return sysfs_emit(buf, "%d\n", atomic_read(&attr_to_ca(dev)->buffers));
+}
+static DEVICE_ATTR_RO(buffers);
+
+static ssize_t buffer_bytes_show(struct device *dev,
+				 struct device_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%lld\n", atomic64_read(&attr_to_ca(dev)->buffer_bytes));
+}
+static DEVICE_ATTR_RO(buffer_bytes);
+
+static ssize_t timeout_ms_show(struct device *dev,
+			       struct device_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%u\n", READ_ONCE(attr_to_ca(dev)->timeout_ms));
+}
+
+static ssize_t timeout_ms_store(struct device *dev,
+				struct device_attribute *attr,
+				const char *buf, size_t count)
+{
+	struct convaccel_dev *ca = attr_to_ca(dev);
+	unsigned int val;
+	int ret = kstrtouint(buf, 0, &val);
+
+	if (ret)
+		return ret;
+	if (val < 10 || val > 600000)
+		return -EINVAL;
+	WRITE_ONCE(ca->timeout_ms, val);
+	return count;
+}
+static DEVICE_ATTR_RW(timeout_ms);
+
+#define CONVACCEL_STAT_ATTR(field)					\
+static ssize_t field##_show(struct device *dev,				\
+			    struct device_attribute *attr, char *buf)	\
+{									\
+	struct convaccel_dev *ca = attr_to_ca(dev);			\
+	u64 val;							\
+									\
+	mutex_lock(&ca->lock);						\
+	val = ca->stats.field;						\
+	mutex_unlock(&ca->lock);					\
+	return sysfs_emit(buf, "%llu\n", val);				\
+}									\
+static DEVICE_ATTR_RO(field)
+
+CONVACCEL_STAT_ATTR(jobs_done);
+CONVACCEL_STAT_ATTR(jobs_failed);
+CONVACCEL_STAT_ATTR(timeouts);
+CONVACCEL_STAT_ATTR(resets);
+CONVACCEL_STAT_ATTR(lost_irqs);
+CONVACCEL_STAT_ATTR(requeued);
+CONVACCEL_STAT_ATTR(busy_ns);
+
 static struct attribute *convaccel_attrs[] = {
 	&dev_attr_hw_version.attr,
+	&dev_attr_caps.attr,
 	&dev_attr_irq_count.attr,
+	&dev_attr_buffers.attr,
+	&dev_attr_buffer_bytes.attr,
+	&dev_attr_timeout_ms.attr,
+	&dev_attr_jobs_done.attr,
+	&dev_attr_jobs_failed.attr,
+	&dev_attr_timeouts.attr,
+	&dev_attr_resets.attr,
+	&dev_attr_lost_irqs.attr,
+	&dev_attr_requeued.attr,
+	&dev_attr_busy_ns.attr,
 	NULL
 };
 ATTRIBUTE_GROUPS(convaccel);
 
-static int regs_show(struct seq_file *s, void *unused)
+static void convaccel_read_limits(struct convaccel_dev *ca)
 {
-	static const struct { const char *name; u32 reg; } regs[] = {
-		{ "ID", CONVACCEL_REG_ID },
-		{ "VERSION", CONVACCEL_REG_VERSION },
-		{ "CAPS", CONVACCEL_REG_CAPS },
-		{ "SCRATCH", CONVACCEL_REG_SCRATCH },
-		{ "STATUS", CONVACCEL_REG_STATUS },
-		{ "INT_STATUS", CONVACCEL_REG_INT_STATUS },
-		{ "INT_ENABLE", CONVACCEL_REG_INT_ENABLE },
-	};
-	struct convaccel_dev *ca = s->private;
-	int i;
+	struct convaccel_info *l = &ca->limits;
 
-	for (i = 0; i < ARRAY_SIZE(regs); i++)
-		seq_printf(s, "%-10s 0x%03x 0x%08x\n", regs[i].name, regs[i].reg,
-			   ca_read(ca, regs[i].reg));
-	return 0;
-}
-DEFINE_SHOW_ATTRIBUTE(regs);
-
-static ssize_t irq_test_write(struct file *file, const char __user *buf,
-			      size_t count, loff_t *ppos)
-{
-	struct convaccel_dev *ca = file->private_data;
-	int ret = convaccel_irq_test(ca);
-
-	return ret ? ret : count;
+	l->abi_version = CONVACCEL_ABI_VERSION;
+	l->hw_id = ca->hw_id;
+	l->hw_version = ca->hw_version;
+	l->hw_caps = ca->hw_caps;
+	l->instance = ca->instance;
+	l->queue_depth = convaccel_read(ca, CONVACCEL_REG_QUEUE_DEPTH);
+	l->max_kernel = convaccel_read(ca, CONVACCEL_REG_MAX_KERNEL);
+	l->max_pad = convaccel_read(ca, CONVACCEL_REG_MAX_PAD);
+	l->max_channels = convaccel_read(ca, CONVACCEL_REG_MAX_CHANNELS);
+	l->max_dim = convaccel_read(ca, CONVACCEL_REG_MAX_DIM);
+	l->max_layers = convaccel_read(ca, CONVACCEL_REG_MAX_LAYERS);
+	l->max_tensor_mb = convaccel_read(ca, CONVACCEL_REG_MAX_TENSOR_MB);
+	l->max_buffer_mb = CONVACCEL_MAX_BUFFER_MB;
+	l->timeout_ms = ca->timeout_ms;
 }
 
-static const struct file_operations irq_test_fops = {
-	.owner = THIS_MODULE,
-	.open = simple_open,
-	.write = irq_test_write,
-	.llseek = noop_llseek,
-};
+static void convaccel_put_action(void *data)
+{
+	convaccel_dev_put(data);
+}
 
 static void convaccel_ida_free(void *data)
 {
@@ -215,8 +328,13 @@ static void convaccel_hw_quiesce(void *data)
 {
 	struct convaccel_dev *ca = data;
 
-	ca_write(ca, CONVACCEL_REG_INT_ENABLE, 0);
-	ca_write(ca, CONVACCEL_REG_CTRL, CONVACCEL_CTRL_RESET);
+	convaccel_write(ca, CONVACCEL_REG_INT_ENABLE, 0);
+	convaccel_write(ca, CONVACCEL_REG_CTRL, CONVACCEL_CTRL_RESET);
+}
+
+static void convaccel_shutdown_action(void *data)
+{
+	convaccel_jobs_shutdown(data);
 }
 
 static void convaccel_misc_deregister(void *data)
@@ -227,6 +345,32 @@ static void convaccel_misc_deregister(void *data)
 	misc_deregister(&ca->misc);
 }
 
+static int convaccel_check_hw(struct convaccel_dev *ca)
+{
+	struct device *dev = ca->dev;
+
+	ca->hw_id = convaccel_read(ca, CONVACCEL_REG_ID);
+	if (ca->hw_id != CONVACCEL_ID_VALUE)
+		return dev_err_probe(dev, -ENODEV,
+				     "ID register is 0x%08x, expected 0x%08x: not a convaccel\n",
+				     ca->hw_id, CONVACCEL_ID_VALUE);
+	ca->hw_version = convaccel_read(ca, CONVACCEL_REG_VERSION);
+	if (CONVACCEL_VERSION_MAJOR(ca->hw_version) !=
+	    CONVACCEL_VERSION_MAJOR(CONVACCEL_VERSION_VALUE))
+		return dev_err_probe(dev, -ENODEV,
+				     "hardware version %u.%u is not supported (need %u.x)\n",
+				     CONVACCEL_VERSION_MAJOR(ca->hw_version),
+				     CONVACCEL_VERSION_MINOR(ca->hw_version),
+				     CONVACCEL_VERSION_MAJOR(CONVACCEL_VERSION_VALUE));
+	ca->hw_caps = convaccel_read(ca, CONVACCEL_REG_CAPS);
+	if ((ca->hw_caps & (CONVACCEL_CAP_RESET | CONVACCEL_CAP_CONV)) !=
+	    (CONVACCEL_CAP_RESET | CONVACCEL_CAP_CONV))
+		return dev_err_probe(dev, -ENODEV,
+				     "capabilities 0x%08x lack reset or convolution\n",
+				     ca->hw_caps);
+	return 0;
+}
+
 static int convaccel_probe(struct platform_device *pdev)
 {
 	struct device *dev = &pdev->dev;
@@ -234,12 +378,18 @@ static int convaccel_probe(struct platform_device *pdev)
 	struct resource *res;
 	int irq, ret;
 
-	ca = devm_kzalloc(dev, sizeof(*ca), GFP_KERNEL);
+	ca = kzalloc(sizeof(*ca), GFP_KERNEL);
 	if (!ca)
 		return -ENOMEM;
-	ca->dev = dev;
+	kref_init(&ca->ref);
+	ca->dev = get_device(dev);
+	ret = devm_add_action_or_reset(dev, convaccel_put_action, ca);
+	if (ret)
+		return ret;
+	mutex_init(&ca->lock);
 	init_completion(&ca->soft_irq);
-	platform_set_drvdata(pdev, ca);
+	convaccel_jobs_init(ca);
+	ca->timeout_ms = timeout_ms;
 
 	res = platform_get_resource(pdev, IORESOURCE_MEM, 0);
 	if (!res)
@@ -259,20 +409,12 @@ static int convaccel_probe(struct platform_device *pdev)
 		return dev_err_probe(dev, irq == -ENXIO ? -ENODEV : irq,
 				     "no interrupt: the device tree node has no usable 'interrupts'\n");
 
-	ca->hw_id = ca_read(ca, CONVACCEL_REG_ID);
-	if (ca->hw_id != CONVACCEL_ID_VALUE)
-		return dev_err_probe(dev, -ENODEV,
-				     "ID register is 0x%08x, expected 0x%08x: not a convaccel\n",
-				     ca->hw_id, CONVACCEL_ID_VALUE);
-	ca->hw_version = ca_read(ca, CONVACCEL_REG_VERSION);
-	if (CONVACCEL_VERSION_MAJOR(ca->hw_version) !=
-	    CONVACCEL_VERSION_MAJOR(CONVACCEL_VERSION_VALUE))
-		return dev_err_probe(dev, -ENODEV,
-				     "hardware version %u.%u is not supported (need %u.x)\n",
-				     CONVACCEL_VERSION_MAJOR(ca->hw_version),
-				     CONVACCEL_VERSION_MINOR(ca->hw_version),
-				     CONVACCEL_VERSION_MAJOR(CONVACCEL_VERSION_VALUE));
-	ca->hw_caps = ca_read(ca, CONVACCEL_REG_CAPS);
+	ret = convaccel_check_hw(ca);
+	if (ret)
+		return ret;
+	ret = dma_set_mask_and_coherent(dev, DMA_BIT_MASK(64));
+	if (ret)
+		return dev_err_probe(dev, ret, "no usable DMA mask\n");
 
 	ca->instance = ida_alloc(&convaccel_ida, GFP_KERNEL);
 	if (ca->instance < 0)
@@ -281,15 +423,20 @@ static int convaccel_probe(struct platform_device *pdev)
 	if (ret)
 		return ret;
 	snprintf(ca->name, sizeof(ca->name), "convaccel%d", ca->instance);
+	convaccel_read_limits(ca);
 
 	convaccel_hw_quiesce(ca);
 	ret = devm_add_action_or_reset(dev, convaccel_hw_quiesce, ca);
 	if (ret)
 		return ret;
-	ret = devm_request_irq(dev, irq, convaccel_irq, 0, ca->name, ca);
+	ret = devm_request_threaded_irq(dev, irq, convaccel_irq, convaccel_irq_thread,
+					0, ca->name, ca);
 	if (ret)
 		return dev_err_probe(dev, ret, "cannot request IRQ %d\n", irq);
-	ca_write(ca, CONVACCEL_REG_INT_ENABLE, CONVACCEL_INT_ALL);
+	ret = devm_add_action_or_reset(dev, convaccel_shutdown_action, ca);
+	if (ret)
+		return ret;
+	convaccel_write(ca, CONVACCEL_REG_INT_ENABLE, CONVACCEL_INT_ALL);
 
 	ca->misc.minor = MISC_DYNAMIC_MINOR;
 	ca->misc.name = ca->name;
@@ -300,16 +447,15 @@ static int convaccel_probe(struct platform_device *pdev)
 	ret = misc_register(&ca->misc);
 	if (ret)
 		return dev_err_probe(dev, ret, "cannot register /dev/%s\n", ca->name);
-	ca->debugfs = debugfs_create_dir(ca->name, NULL);
-	debugfs_create_file("regs", 0400, ca->debugfs, ca, &regs_fops);
-	debugfs_create_file("irq_test", 0200, ca->debugfs, ca, &irq_test_fops);
+	convaccel_debugfs_init(ca);
 	ret = devm_add_action_or_reset(dev, convaccel_misc_deregister, ca);
 	if (ret)
 		return ret;
 
-	dev_info(dev, "%s: convaccel %u.%u, caps 0x%08x, irq %d\n", ca->name,
-		 CONVACCEL_VERSION_MAJOR(ca->hw_version),
-		 CONVACCEL_VERSION_MINOR(ca->hw_version), ca->hw_caps, irq);
+	dev_info(dev, "%s: convaccel %u.%u, caps 0x%08x, irq %d, queue depth %u\n",
+		 ca->name, CONVACCEL_VERSION_MAJOR(ca->hw_version),
+		 CONVACCEL_VERSION_MINOR(ca->hw_version), ca->hw_caps, irq,
+		 ca->limits.queue_depth);
 	return 0;
 }
 

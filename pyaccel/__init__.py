@@ -5,10 +5,14 @@
     >>> with pyaccel.open() as dev:  # the first device
     ...     print(dev.info)
 """
+from .buffers import Buffer
 from .device import Device, Info, open
 from .discovery import DeviceEntry, devices
-from .errors import AbiMismatchError, AccelError, DeviceNotFoundError, DevicePermissionError
+from .errors import (AbiMismatchError, AccelError, DeviceNotFoundError, DevicePermissionError,
+                     JobError)
+from .jobs import Job, JobResult, Layer, Tensor
 
-__all__ = ["AbiMismatchError", "AccelError", "Device", "DeviceEntry", "DeviceNotFoundError",
-           "DevicePermissionError", "Info", "devices", "open"]
+__all__ = ["AbiMismatchError", "AccelError", "Buffer", "Device", "DeviceEntry",
+           "DeviceNotFoundError", "DevicePermissionError", "Info", "Job", "JobError",
+           "JobResult", "Layer", "Tensor", "devices", "open"]
 __version__ = "0.1.0"

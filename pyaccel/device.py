@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 from . import uapi
+from .buffers import Buffer
+from .jobs import Job, Layer
 from .discovery import find
 from .errors import AbiMismatchError, AccelError, DeviceNotFoundError, from_errno
 from .uapi import ffi
@@ -15,25 +16,22 @@ ffi.cdef("int ioctl(int fd, unsigned long request, void *arg);")
 _libc = ffi.dlopen(None)
 
 
-@dataclass(frozen=True)
 class Info:
-    """What the driver reports about the device (struct convaccel_info)."""
+    """What the driver reports (struct convaccel_info; the field names are the
+    header's: abi_version, hw_id, hw_version, queue_depth, max_kernel, ...)."""
 
-    abi_version: int
-    hw_id: int
-    hw_version: int
-    hw_caps: int
-    instance: int
-    irq_count: int
+    def __init__(self, cdata: Any) -> None:
+        self.fields = {name: getattr(cdata, name)
+                       for name in uapi.struct_fields("struct convaccel_info")
+                       if name not in ("pad", "reserved")}
+        self.__dict__.update(self.fields)
 
     @property
     def version(self) -> str:
         return f"{self.hw_version >> 16}.{self.hw_version & 0xffff}"
 
-
-def _to_dict(cdata: Any) -> dict[str, int]:
-    return {name: getattr(cdata, name) for name in uapi.struct_fields(ffi.typeof(cdata).item)
-            if not name.startswith("pad")}
+    def __repr__(self) -> str:
+        return f"Info({', '.join(f'{k}={v}' for k, v in self.fields.items())})"
 
 
 class Device:
@@ -67,15 +65,28 @@ class Device:
             raise AccelError(f"{self.path}: device is closed", errno.EBADF)
         return self._fd
 
-    def ioctl(self, name: str, arg: Any) -> None:
-        """Run CONVACCEL_IOCTL_<name> with a cffi pointer argument."""
+    @property
+    def closed(self) -> bool:
+        return self._fd is None
+
+    def ioctl(self, name: str, arg: Any, what: str | None = None) -> None:
+        """Run CONVACCEL_IOCTL_<name> with a cffi pointer argument; raise the
+        AccelError for its errno, saying `what` failed."""
         if _libc.ioctl(self.fileno(), uapi.ioctl_number(name), arg) < 0:
-            raise from_errno(ffi.errno, f"{self.path}: ioctl {name} failed")
+            raise from_errno(ffi.errno, f"{self.path}: {what or 'ioctl ' + name} failed")
 
     def query_info(self) -> Info:
         info = ffi.new("struct convaccel_info *")
-        self.ioctl("INFO", info)
-        return Info(**_to_dict(info))
+        self.ioctl("INFO", info, "query device information")
+        return Info(info)
+
+    def buffer(self, size: int) -> Buffer:
+        """A new device buffer of `size` bytes, mapped."""
+        return Buffer(self, size)
+
+    def submit(self, layers: Sequence[Layer], timeout_ms: int = 0) -> Job:
+        """Queue a chain of layers; returns at once with a Job to wait on."""
+        return Job(self, layers, timeout_ms)
 
     def close(self) -> None:
         if self._fd is not None:

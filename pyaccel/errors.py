@@ -31,6 +31,18 @@ class AbiMismatchError(AccelError):
     """The driver speaks another version of the uapi than this package."""
 
 
+class JobError(AccelError):
+    """The device ran a job and it failed: `result` says how (status,
+    reason, layer)."""
+
+    def __init__(self, job_id: int, result) -> None:
+        self.job_id = job_id
+        self.result = result
+        where = "the job" if result.layer is None else f"layer {result.layer}"
+        why = f": {result.reason}" if result.status == "error" else ""
+        super().__init__(f"job {job_id} ended with status {result.status} at {where}{why}")
+
+
 def from_errno(err: int, what: str) -> AccelError:
     """The AccelError for a failed call `what` that set errno `err`."""
     if err in (_errno.EACCES, _errno.EPERM):

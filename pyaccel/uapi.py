@@ -70,7 +70,7 @@ def _eval_int(expr: str, names: dict[str, int]) -> int | None:
 def load(header: Path = HEADER) -> tuple[cffi.FFI, dict[str, int]]:
     """Parse the header: the FFI with its structs, and its integer constants
     (ioctl request numbers included)."""
-    text = _strip_comments(header.read_text())
+    text = _strip_comments(header.read_text()).replace("\\\n", " ")
     ffi = cffi.FFI()
     ffi.cdef(_FIXED_TYPES + "\n".join(_STRUCT.findall(text)))
     consts: dict[str, int] = {}

@@ -11,7 +11,17 @@ QEMU_DEB_VERSION='1:10.0.2+ds-2+deb13u1~bpo12+1'
 QEMU_ORIG=qemu_${QEMU_UPSTREAM}+ds.orig.tar.xz
 QEMU_ORIG_SHA256=0901da33844a331bf8b3602b9c1fbd178e60b737c8e3ade678255bd090c9b9f1
 
-key=$(hash_inputs qemu/build.sh qemu/devices.mak)
+CONFIGURE_FLAGS=(--python=/usr/bin/python3
+	--target-list=aarch64-softmmu --without-default-features
+	--without-default-devices --with-devices-aarch64=pyaccel
+	--enable-fdt=system --enable-virtfs --enable-attr
+	--disable-install-blobs --disable-download --disable-docs
+	--disable-tools --disable-guest-agent --disable-user
+	--disable-debug-info -Dwerror=false)
+# The configured tree is keyed by what goes into configure; our device's
+# sources are synced into it on every run instead.
+key=$( { echo "$QEMU_ORIG_SHA256 ${CONFIGURE_FLAGS[*]}"; cat "$TOP/qemu/devices.mak"; } |
+	sha256sum | cut -c1-16)
 tree=$PYACCEL_CACHE/qemu-$QEMU_UPSTREAM-$key
 src=$tree/qemu-$QEMU_UPSTREAM
 mkdir -p "$PYACCEL_CACHE/downloads" "$BUILD"
@@ -28,7 +38,7 @@ orig_uri() {
 	printf '%s\n' "$uri"
 }
 
-if [ ! -f "$src/build/.configured" ]; then
+if [ ! -f "$src/.unpacked" ]; then
 	tarball=$PYACCEL_CACHE/downloads/$QEMU_ORIG
 	fetch "$(orig_uri)" "$tarball" "$QEMU_ORIG_SHA256"
 	rm -rf "$tree" && mkdir -p "$tree"
@@ -45,28 +55,26 @@ if [ ! -f "$src/build/.configured" ]; then
 		die "could not hook hw/convaccel into QEMU's meson files"
 	mkdir -p "$src/hw/convaccel"
 	cp qemu/devices.mak "$src/configs/devices/aarch64-softmmu/pyaccel.mak"
-	cp "$TOP"/qemu/hw/* "$TOP/include/convaccel_regs.h" "$src/hw/convaccel/"
-	log "configuring QEMU"
-	mkdir -p "$src/build"
-	(cd "$src/build" && ../configure --python=/usr/bin/python3 \
-		--target-list=aarch64-softmmu --without-default-features \
-		--without-default-devices --with-devices-aarch64=pyaccel \
-		--enable-fdt=system --enable-virtfs --enable-attr \
-		--disable-install-blobs --disable-download --disable-docs \
-		--disable-tools --disable-guest-agent --disable-user \
-		--disable-debug-info -Dwerror=false) >"$tree/configure.log" 2>&1 ||
-		{ tail -30 "$tree/configure.log"; die "QEMU configure failed (log: $tree/configure.log)"; }
-	touch "$src/build/.configured"
+	touch "$src/.unpacked"
 fi
 
 # Sync the device sources (content-compared, so unchanged files keep their
 # timestamps and ninja does nothing for them).
-for f in "$TOP"/qemu/hw/* "$TOP/include/convaccel_regs.h"; do
+for f in "$TOP"/qemu/hw/* "$TOP"/qemu/compute/convaccel_compute.[ch] \
+	"$TOP/include/convaccel_regs.h"; do
 	cmp -s "$f" "$src/hw/convaccel/$(basename "$f")" || cp "$f" "$src/hw/convaccel/"
 done
+if [ ! -f "$src/build/.configured" ]; then
+	log "configuring QEMU"
+	rm -rf "$src/build" && mkdir -p "$src/build"
+	(cd "$src/build" && ../configure "${CONFIGURE_FLAGS[@]}") >"$tree/configure.log" 2>&1 ||
+		{ tail -30 "$tree/configure.log"; die "QEMU configure failed (log: $tree/configure.log)"; }
+	touch "$src/build/.configured"
+fi
+
 log "building qemu-system-aarch64 (first build: a few minutes)"
 ninja -C "$src/build" qemu-system-aarch64 >"$tree/build.log" 2>&1 ||
-	{ grep -E -A5 'error|Error' "$tree/build.log" | head -60; die "QEMU build failed (log: $tree/build.log)"; }
+	{ grep -E -B2 -A5 'error|Error' "$tree/build.log" | head -60; die "QEMU build failed (log: $tree/build.log)"; }
 cmp -s "$src/build/qemu-system-aarch64" "$BUILD/qemu-system-aarch64" ||
 	cp "$src/build/qemu-system-aarch64" "$BUILD/qemu-system-aarch64"
 log "QEMU ready: $BUILD/qemu-system-aarch64"

@@ -1,20 +1,26 @@
 /*
  * convaccel: a convolution accelerator, modelled for QEMU.
  *
- * The register map is in convaccel_regs.h (shared with the Linux driver);
- * docs/hardware.md in the pyaccel tree specifies every register.
+ * Registers, the job queue, interrupts, reset and migration. Jobs run on a
+ * worker thread (convaccel-job.c); finished jobs are published to the
+ * registers and the interrupt line by a bottom half on the main loop.
+ * docs/hardware.md in the pyaccel tree specifies every register; the
+ * constants are in convaccel_regs.h, shared with the Linux driver.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
 #include "qemu/osdep.h"
+#include "qapi/error.h"
 #include "qemu/log.h"
+#include "qemu/main-loop.h"
 #include "qemu/module.h"
+#include "exec/address-spaces.h"
 #include "hw/irq.h"
 #include "hw/qdev-properties.h"
 #include "migration/vmstate.h"
 #include "trace.h"
 #include "convaccel.h"
-#include "convaccel_regs.h"
+#include "convaccel_compute.h"
 
 static void convaccel_update_irq(ConvAccelState *s)
 {
@@ -24,12 +30,127 @@ static void convaccel_update_irq(ConvAccelState *s)
     qemu_set_irq(s->irq, level);
 }
 
-static void convaccel_reset_regs(ConvAccelState *s)
+/* Back to the reset state; a running job is abandoned (its writes stop). */
+static void convaccel_reset_state(ConvAccelState *s)
 {
+    qemu_mutex_lock(&s->lock);
+    s->generation++;
+    s->q_head = 0;
+    s->q_count = 0;
+    s->done_count = 0;
+    qemu_cond_broadcast(&s->cond);
+    qemu_mutex_unlock(&s->lock);
+
     s->scratch = 0;
     s->int_status = 0;
     s->int_enable = 0;
+    s->cmd_addr = 0;
+    s->jobs_done = 0;
+    s->last_status = 0;
+    s->last_layer = 0;
+    s->last_tag = 0;
+    s->overflow = false;
+    s->fault_ctrl = s->prop_fault_ctrl & CONVACCEL_FAULT_ALL;
+    s->fault_delay_us = s->prop_fault_delay_us;
+    s->fault_error_after = s->prop_fault_error_after;
+    trace_convaccel_reset();
     convaccel_update_irq(s);
+}
+
+/* Main loop: publish finished jobs to the registers and the IRQ line. */
+static void convaccel_done_bh(void *opaque)
+{
+    ConvAccelState *s = opaque;
+    ConvAccelDone done[CONVACCEL_QUEUE_DEPTH_VALUE];
+    uint32_t i, n;
+
+    qemu_mutex_lock(&s->lock);
+    n = s->done_count;
+    memcpy(done, s->done, n * sizeof(done[0]));
+    s->done_count = 0;
+    qemu_mutex_unlock(&s->lock);
+
+    for (i = 0; i < n; i++) {
+        s->jobs_done++;
+        s->last_status = done[i].status;
+        s->last_layer = done[i].layer;
+        s->last_tag = done[i].tag;
+        if (!done[i].lost_irq) {
+            s->int_status |= done[i].status == CONVACCEL_ERR_OK ?
+                             CONVACCEL_INT_DONE : CONVACCEL_INT_ERROR;
+        }
+    }
+    if (n) {
+        convaccel_update_irq(s);
+    }
+}
+
+static uint32_t convaccel_status(ConvAccelState *s)
+{
+    uint32_t level, val = 0;
+
+    qemu_mutex_lock(&s->lock);
+    level = s->q_count;
+    qemu_mutex_unlock(&s->lock);
+    if (level) {
+        val |= CONVACCEL_STATUS_BUSY;
+    }
+    if (level == CONVACCEL_QUEUE_DEPTH_VALUE) {
+        val |= CONVACCEL_STATUS_QUEUE_FULL;
+    }
+    if (s->overflow) {
+        val |= CONVACCEL_STATUS_OVERFLOW;
+    }
+    return val | level << 8;
+}
+
+static void convaccel_doorbell(ConvAccelState *s)
+{
+    ConvAccelJob job = {
+        .addr = s->cmd_addr,
+        .faults = s->fault_ctrl,
+        .delay_us = s->fault_delay_us,
+    };
+
+    if (s->fault_error_after && --s->fault_error_after == 0) {
+        job.inject_error = true;
+    }
+    qemu_mutex_lock(&s->lock);
+    if (s->q_count == CONVACCEL_QUEUE_DEPTH_VALUE) {
+        qemu_mutex_unlock(&s->lock);
+        s->overflow = true;
+        qemu_log_mask(LOG_GUEST_ERROR,
+                      "convaccel: DOORBELL with a full queue: job at 0x%"
+                      PRIx64 " dropped\n", job.addr);
+        return;
+    }
+    s->queue[(s->q_head + s->q_count) % CONVACCEL_QUEUE_DEPTH_VALUE] = job;
+    s->q_count++;
+    trace_convaccel_doorbell(job.addr, s->q_count, job.faults);
+    qemu_cond_broadcast(&s->cond);
+    qemu_mutex_unlock(&s->lock);
+    s->fault_ctrl = 0;      /* "next job" faults are consumed */
+}
+
+static uint32_t convaccel_limit(hwaddr addr)
+{
+    switch (addr) {
+    case CONVACCEL_REG_QUEUE_DEPTH:
+        return CONVACCEL_QUEUE_DEPTH_VALUE;
+    case CONVACCEL_REG_MAX_KERNEL:
+        return CONVACCEL_MAX_KERNEL_VALUE;
+    case CONVACCEL_REG_MAX_PAD:
+        return CONVACCEL_MAX_PAD_VALUE;
+    case CONVACCEL_REG_MAX_CHANNELS:
+        return CONVACCEL_MAX_CHANNELS_VALUE;
+    case CONVACCEL_REG_MAX_DIM:
+        return CONVACCEL_MAX_DIM_VALUE;
+    case CONVACCEL_REG_MAX_LAYERS:
+        return CONVACCEL_MAX_LAYERS_VALUE;
+    case CONVACCEL_REG_MAX_TENSOR_MB:
+        return CONVACCEL_MAX_TENSOR_MB_VALUE;
+    }
+    g_assert_not_reached();
 }
 
 static uint64_t convaccel_read(void *opaque, hwaddr addr, unsigned size)
@@ -45,21 +166,54 @@ static uint64_t convaccel_read(void *opaque, hwaddr addr, unsigned size)
         val = CONVACCEL_VERSION_VALUE;
         break;
     case CONVACCEL_REG_CAPS:
-        val = CONVACCEL_CAP_SOFT_IRQ | CONVACCEL_CAP_RESET;
+        val = CONVACCEL_CAP_SOFT_IRQ | CONVACCEL_CAP_RESET | CONVACCEL_CAP_CONV |
+              CONVACCEL_CAP_POOL | CONVACCEL_CAP_FAULT;
         break;
     case CONVACCEL_REG_SCRATCH:
         val = s->scratch;
         break;
     case CONVACCEL_REG_CTRL:
+    case CONVACCEL_REG_DOORBELL:
         break;
     case CONVACCEL_REG_STATUS:
-        val = 0;
+        val = convaccel_status(s);
         break;
     case CONVACCEL_REG_INT_STATUS:
         val = s->int_status;
         break;
     case CONVACCEL_REG_INT_ENABLE:
         val = s->int_enable;
+        break;
+    case CONVACCEL_REG_CMD_ADDR_LO:
+        val = extract64(s->cmd_addr, 0, 32);
+        break;
+    case CONVACCEL_REG_CMD_ADDR_HI:
+        val = extract64(s->cmd_addr, 32, 32);
+        break;
+    case CONVACCEL_REG_JOBS_DONE:
+        val = s->jobs_done;
+        break;
+    case CONVACCEL_REG_LAST_STATUS:
+        val = s->last_status;
+        break;
+    case CONVACCEL_REG_LAST_LAYER:
+        val = s->last_layer;
+        break;
+    case CONVACCEL_REG_LAST_TAG:
+        val = s->last_tag;
+        break;
+    case CONVACCEL_REG_QUEUE_DEPTH:
+    case CONVACCEL_REG_MAX_KERNEL ... CONVACCEL_REG_MAX_TENSOR_MB:
+        val = convaccel_limit(addr);
+        break;
+    case CONVACCEL_REG_FAULT_CTRL:
+        val = s->fault_ctrl;
+        break;
+    case CONVACCEL_REG_FAULT_DELAY_US:
+        val = s->fault_delay_us;
+        break;
+    case CONVACCEL_REG_FAULT_ERROR_AFTER:
+        val = s->fault_error_after;
         break;
     default:
         qemu_log_mask(LOG_GUEST_ERROR,
@@ -69,6 +223,16 @@ static uint64_t convaccel_read(void *opaque, hwaddr addr, unsigned size)
     }
     trace_convaccel_read(addr, val);
     return val;
+}
+
+static void convaccel_check_reserved(const char *reg, uint64_t val,
+                                     uint64_t valid)
+{
+    if (val & ~valid) {
+        qemu_log_mask(LOG_GUEST_ERROR,
+                      "convaccel: %s reserved bits set: 0x%08" PRIx64 "\n",
+                      reg, val & ~valid);
+    }
 }
 
 static void convaccel_write(void *opaque, hwaddr addr, uint64_t val,
@@ -82,13 +246,10 @@ static void convaccel_write(void *opaque, hwaddr addr, uint64_t val,
         s->scratch = val;
         break;
     case CONVACCEL_REG_CTRL:
-        if (val & ~(uint64_t)(CONVACCEL_CTRL_RESET | CONVACCEL_CTRL_SOFT_IRQ)) {
-            qemu_log_mask(LOG_GUEST_ERROR,
-                          "convaccel: CTRL reserved bits set: 0x%08" PRIx64
-                          "\n", val);
-        }
+        convaccel_check_reserved("CTRL", val, CONVACCEL_CTRL_RESET |
+                                 CONVACCEL_CTRL_SOFT_IRQ);
         if (val & CONVACCEL_CTRL_RESET) {
-            convaccel_reset_regs(s);
+            convaccel_reset_state(s);
         }
         if (val & CONVACCEL_CTRL_SOFT_IRQ) {
             s->int_status |= CONVACCEL_INT_SOFT;
@@ -100,18 +261,36 @@ static void convaccel_write(void *opaque, hwaddr addr, uint64_t val,
         convaccel_update_irq(s);
         break;
     case CONVACCEL_REG_INT_ENABLE:
-        if (val & ~(uint64_t)CONVACCEL_INT_ALL) {
-            qemu_log_mask(LOG_GUEST_ERROR,
-                          "convaccel: INT_ENABLE reserved bits set: 0x%08"
-                          PRIx64 "\n", val);
-        }
+        convaccel_check_reserved("INT_ENABLE", val, CONVACCEL_INT_ALL);
         s->int_enable = val & CONVACCEL_INT_ALL;
         convaccel_update_irq(s);
+        break;
+    case CONVACCEL_REG_CMD_ADDR_LO:
+        s->cmd_addr = deposit64(s->cmd_addr, 0, 32, val);
+        break;
+    case CONVACCEL_REG_CMD_ADDR_HI:
+        s->cmd_addr = deposit64(s->cmd_addr, 32, 32, val);
+        break;
+    case CONVACCEL_REG_DOORBELL:
+        convaccel_doorbell(s);
+        break;
+    case CONVACCEL_REG_FAULT_CTRL:
+        convaccel_check_reserved("FAULT_CTRL", val, CONVACCEL_FAULT_ALL);
+        s->fault_ctrl = val & CONVACCEL_FAULT_ALL;
+        break;
+    case CONVACCEL_REG_FAULT_DELAY_US:
+        s->fault_delay_us = MIN(val, 10 * 1000 * 1000);   /* at most 10 s */
+        break;
+    case CONVACCEL_REG_FAULT_ERROR_AFTER:
+        s->fault_error_after = val;
         break;
     case CONVACCEL_REG_ID:
     case CONVACCEL_REG_VERSION:
     case CONVACCEL_REG_CAPS:
     case CONVACCEL_REG_STATUS:
+    case CONVACCEL_REG_QUEUE_DEPTH:
+    case CONVACCEL_REG_JOBS_DONE ... CONVACCEL_REG_LAST_TAG:
+    case CONVACCEL_REG_MAX_KERNEL ... CONVACCEL_REG_MAX_TENSOR_MB:
         qemu_log_mask(LOG_GUEST_ERROR,
                       "convaccel: write to read-only register 0x%03"
                       HWADDR_PRIx "\n", addr);
@@ -140,31 +319,86 @@ static void convaccel_realize(DeviceState *dev, Error **errp)
 {
     ConvAccelState *s = CONVACCEL(dev);
 
+    if (s->prop_fault_ctrl & ~CONVACCEL_FAULT_ALL) {
+        error_setg(errp, "convaccel: fault-ctrl 0x%x has unknown bits",
+                   s->prop_fault_ctrl);
+        return;
+    }
+    s->as = &address_space_memory;
     memory_region_init_io(&s->mmio, OBJECT(s), &convaccel_ops, s,
                           TYPE_CONVACCEL, CONVACCEL_MMIO_SIZE);
     sysbus_init_mmio(SYS_BUS_DEVICE(dev), &s->mmio);
     sysbus_init_irq(SYS_BUS_DEVICE(dev), &s->irq);
+    cvc_set_threads(s->compute_threads);
+
+    qemu_mutex_init(&s->lock);
+    qemu_cond_init(&s->cond);
+    s->done_bh = qemu_bh_new_guarded(convaccel_done_bh, s,
+                                     &dev->mem_reentrancy_guard);
+    qemu_thread_create(&s->thread, "convaccel", convaccel_worker, s,
+                       QEMU_THREAD_JOINABLE);
+}
+
+static void convaccel_unrealize(DeviceState *dev)
+{
+    ConvAccelState *s = CONVACCEL(dev);
+
+    qemu_mutex_lock(&s->lock);
+    s->stopping = true;
+    s->generation++;
+    qemu_cond_broadcast(&s->cond);
+    qemu_mutex_unlock(&s->lock);
+    qemu_thread_join(&s->thread);
+    qemu_bh_delete(s->done_bh);
+    qemu_cond_destroy(&s->cond);
+    qemu_mutex_destroy(&s->lock);
 }
 
 static void convaccel_reset_hold(Object *obj, ResetType type)
 {
-    convaccel_reset_regs(CONVACCEL(obj));
+    convaccel_reset_state(CONVACCEL(obj));
+}
+
+static int convaccel_pre_save(void *opaque)
+{
+    ConvAccelState *s = opaque;
+
+    if (convaccel_status(s) & CONVACCEL_STATUS_BUSY) {
+        error_report("convaccel: cannot save state while a job runs");
+        return -EBUSY;
+    }
+    return 0;
 }
 
 static const VMStateDescription vmstate_convaccel = {
     .name = TYPE_CONVACCEL,
     .version_id = 1,
     .minimum_version_id = 1,
+    .pre_save = convaccel_pre_save,
     .fields = (const VMStateField[]) {
         VMSTATE_UINT32(scratch, ConvAccelState),
         VMSTATE_UINT32(int_status, ConvAccelState),
         VMSTATE_UINT32(int_enable, ConvAccelState),
+        VMSTATE_UINT64(cmd_addr, ConvAccelState),
+        VMSTATE_UINT32(jobs_done, ConvAccelState),
+        VMSTATE_UINT32(last_status, ConvAccelState),
+        VMSTATE_UINT32(last_layer, ConvAccelState),
+        VMSTATE_UINT32(last_tag, ConvAccelState),
+        VMSTATE_UINT32(fault_ctrl, ConvAccelState),
+        VMSTATE_UINT32(fault_delay_us, ConvAccelState),
+        VMSTATE_UINT32(fault_error_after, ConvAccelState),
+        VMSTATE_BOOL(overflow, ConvAccelState),
         VMSTATE_END_OF_LIST()
     },
 };
 
 static const Property convaccel_properties[] = {
     DEFINE_PROP_UINT32("id", ConvAccelState, id, CONVACCEL_ID_VALUE),
+    DEFINE_PROP_UINT32("fault-ctrl", ConvAccelState, prop_fault_ctrl, 0),
+    DEFINE_PROP_UINT32("fault-delay-us", ConvAccelState, prop_fault_delay_us, 0),
+    DEFINE_PROP_UINT32("fault-error-after", ConvAccelState,
+                       prop_fault_error_after, 0),
+    DEFINE_PROP_UINT32("compute-threads", ConvAccelState, compute_threads, 0),
 };
 
 static void convaccel_class_init(ObjectClass *klass, void *data)
@@ -173,6 +407,7 @@ static void convaccel_class_init(ObjectClass *klass, void *data)
     ResettableClass *rc = RESETTABLE_CLASS(klass);
 
     dc->realize = convaccel_realize;
+    dc->unrealize = convaccel_unrealize;
     dc->vmsd = &vmstate_convaccel;
     dc->desc = "convolution accelerator";
     rc->phases.hold = convaccel_reset_hold;

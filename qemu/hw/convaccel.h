@@ -7,24 +7,72 @@
 #define HW_CONVACCEL_H
 
 #include "hw/sysbus.h"
+#include "qemu/thread.h"
 #include "qom/object.h"
+#include "convaccel_regs.h"
 
 #define TYPE_CONVACCEL "convaccel"
 OBJECT_DECLARE_SIMPLE_TYPE(ConvAccelState, CONVACCEL)
+
+/* A job in the queue: its address and the faults it was submitted with. */
+typedef struct ConvAccelJob {
+    uint64_t addr;
+    uint32_t faults;        /* CONVACCEL_FAULT_* */
+    uint32_t delay_us;
+    bool inject_error;
+} ConvAccelJob;
+
+/* A finished job, waiting for the main loop to publish it. */
+typedef struct ConvAccelDone {
+    uint32_t status;
+    uint32_t layer;
+    uint32_t tag;
+    bool lost_irq;
+} ConvAccelDone;
 
 struct ConvAccelState {
     SysBusDevice parent_obj;
 
     MemoryRegion mmio;
     qemu_irq irq;
+    AddressSpace *as;
 
-    /* guest-visible registers (docs/hardware.md) */
+    /* registers, owned by the main loop / vCPU under the BQL */
     uint32_t scratch;
     uint32_t int_status;
     uint32_t int_enable;
+    uint64_t cmd_addr;
+    uint32_t jobs_done;
+    uint32_t last_status;
+    uint32_t last_layer;
+    uint32_t last_tag;
+    uint32_t fault_ctrl;
+    uint32_t fault_delay_us;
+    uint32_t fault_error_after;
+    bool overflow;
+
+    /* shared with the worker thread, under lock */
+    QemuMutex lock;
+    QemuCond cond;
+    ConvAccelJob queue[CONVACCEL_QUEUE_DEPTH_VALUE];
+    uint32_t q_head;
+    uint32_t q_count;       /* queued jobs, the running one included */
+    ConvAccelDone done[CONVACCEL_QUEUE_DEPTH_VALUE];
+    uint32_t done_count;
+    uint32_t generation;    /* bumped by reset: older work is discarded */
+    bool stopping;
+    QemuThread thread;
+    QEMUBH *done_bh;
 
     /* properties */
-    uint32_t id;        /* value of REG_ID: a wrong one tests the driver */
+    uint32_t id;
+    uint32_t prop_fault_ctrl;
+    uint32_t prop_fault_delay_us;
+    uint32_t prop_fault_error_after;
+    uint32_t compute_threads;
 };
+
+/* convaccel-job.c: the worker thread's body. */
+void *convaccel_worker(void *opaque);
 
 #endif

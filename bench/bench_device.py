@@ -1,0 +1,233 @@
+"""Benchmark: the device's compute library against PyTorch's CPU conv2d.
+
+Runs every convolution layer shape of two networks, batch 1, float32 NCHW,
+with bias and no activation (what F.conv2d computes), in one process:
+
+- MobileNet-v1 (width 1.0, 224x224): the 3x3 stride-2 stem 3->32, the 13
+  depthwise-separable blocks (depthwise 3x3 then pointwise 1x1) with output
+  channels 64, 128, 128, 256, 256, 512 x6, 1024, 1024 and the paper's strides
+  (padding 1 on every 3x3), and the 1x1 classifier 1024->1000 on 1x1.
+- allconv6, our all-convolutional baseline: five 3x3 stride-2 pad-1 convs
+  3->64->128->256->512->1024 from a 224x224 input (down to 7x7), then a 1x1
+  classifier 1024->10 on the 7x7 map.
+
+Identical layers (MobileNet's five 512-channel blocks) are timed once and
+counted as often as they occur. Each layer: warm-up, then repeats until both
+a minimum count and a minimum time are reached; the median is kept. Our
+library gets cvc_set_threads(T) and torch gets torch.set_num_threads(T).
+
+ratio = torch_time / ours_time: our throughput relative to torch (1.0 is
+parity, higher is faster). The total ratio is over the summed times.
+
+    $(bash bench/venv.sh) bench/bench_device.py [--threads T] [--min-repeats N]
+
+Writes bench/results-device.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cffi
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+TOP = Path(__file__).resolve().parents[1]
+HEADER = TOP / "qemu" / "compute" / "convaccel_compute.h"
+
+
+@dataclass(frozen=True)
+class Layer:
+    net: str
+    name: str
+    c_in: int
+    c_out: int
+    hw: int          # square input
+    k: int
+    stride: int
+    pad: int
+    groups: int = 1
+
+    @property
+    def hw_out(self) -> int:
+        return (self.hw + 2 * self.pad - self.k) // self.stride + 1
+
+    @property
+    def macs(self) -> int:
+        return self.c_out * self.hw_out ** 2 * (self.c_in // self.groups) * self.k ** 2
+
+    @property
+    def shape(self) -> str:
+        kind = "dw" if self.groups == self.c_in and self.groups > 1 else "conv"
+        return (f"{kind} {self.c_in}->{self.c_out} {self.k}x{self.k}/s{self.stride} "
+                f"@{self.hw}")
+
+
+def mobilenet_v1() -> list[Layer]:
+    layers = [Layer("mobilenet_v1", "conv0", 3, 32, 224, 3, 2, 1)]
+    blocks = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)] + [(512, 1)] * 5 + \
+        [(1024, 2), (1024, 1)]
+    c, hw = 32, 112
+    for i, (c_out, s) in enumerate(blocks, 1):
+        dw = Layer("mobilenet_v1", f"dw{i}", c, c, hw, 3, s, 1, groups=c)
+        hw = dw.hw_out
+        layers += [dw, Layer("mobilenet_v1", f"pw{i}", c, c_out, hw, 1, 1, 0)]
+        c = c_out
+    return layers + [Layer("mobilenet_v1", "fc", 1024, 1000, 1, 1, 1, 0)]
+
+
+def allconv6() -> list[Layer]:
+    layers, c, hw = [], 3, 224
+    for i, c_out in enumerate([64, 128, 256, 512, 1024], 1):
+        layers.append(Layer("allconv6", f"conv{i}", c, c_out, hw, 3, 2, 1))
+        c, hw = c_out, layers[-1].hw_out
+    return layers + [Layer("allconv6", "classifier", 1024, 10, hw, 1, 1, 0)]
+
+
+def load_library():
+    path = subprocess.run(["bash", str(TOP / "qemu" / "compute" / "build.sh")], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    text = re.sub(r"/\*.*?\*/", "", HEADER.read_text(), flags=re.S)
+    ffi = cffi.FFI()
+    ffi.cdef("\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#")))
+    ffi.cdef("char *openblas_get_corename(void); int openblas_get_num_threads(void);")
+    return ffi, ffi.dlopen(path)
+
+
+def time_it(fn, min_repeats: int, min_seconds: float, warmup: int = 3) -> float:
+    """Median wall time of fn() in milliseconds."""
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < min_repeats or time.perf_counter() - start < min_seconds:
+        t0 = time.perf_counter_ns()
+        fn()
+        times.append((time.perf_counter_ns() - t0) / 1e6)
+    return statistics.median(times)
+
+
+def bench_layer(ffi, lib, layer: Layer, args) -> dict:
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (1, layer.c_in, layer.hw, layer.hw)).astype(np.float32)
+    w = rng.uniform(-1, 1, (layer.c_out, layer.c_in // layer.groups, layer.k, layer.k))
+    w = w.astype(np.float32)
+    b = rng.uniform(-1, 1, layer.c_out).astype(np.float32)
+    ho = layer.hw_out
+    out = np.empty((1, layer.c_out, ho, ho), np.float32)
+
+    p = ffi.new("struct cvc_conv *", dict(
+        n=1, c_in=layer.c_in, h_in=layer.hw, w_in=layer.hw, c_out=layer.c_out, h_out=ho,
+        w_out=ho, kh=layer.k, kw=layer.k, stride_h=layer.stride, stride_w=layer.stride,
+        dil_h=1, dil_w=1, pad_top=layer.pad, pad_left=layer.pad, groups=layer.groups, act=0))
+    px, pw, pb, po = (ffi.from_buffer("float[]", a) for a in (x, w, b, out))
+
+    def ours():
+        if lib.cvc_conv2d(p, px, pw, pb, po) != 0:
+            raise MemoryError("cvc_conv2d failed")
+
+    tx, tw, tb = (torch.from_numpy(a) for a in (x, w, b))
+
+    def theirs():
+        return F.conv2d(tx, tw, tb, stride=layer.stride, padding=layer.pad,
+                        groups=layer.groups)
+
+    # Each library's idle worker threads spin for a while after a call
+    # (OpenBLAS: sched_yield loops; torch's OpenMP: its spin count): on a
+    # small machine they would steal the other library's cores. Settling
+    # lets them go to sleep before the other library runs.
+    with torch.inference_mode():
+        time.sleep(args.settle)
+        ours_ms = time_it(ours, args.min_repeats, args.min_seconds)
+        time.sleep(args.settle)
+        torch_ms = time_it(theirs, args.min_repeats, args.min_seconds)
+        expected = theirs().numpy()
+    fan_in = layer.c_in // layer.groups * layer.k ** 2
+    max_err = float(np.abs(out - expected).max())
+    return dict(ours_ms=ours_ms, torch_ms=torch_ms, ratio=torch_ms / ours_ms,
+                max_abs_err=max_err, ok=bool(max_err <= 1e-4 * np.sqrt(fan_in) * 10))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                    help="threads for both libraries (default: all cores)")
+    ap.add_argument("--min-repeats", type=int, default=20)
+    ap.add_argument("--min-seconds", type=float, default=0.3, help="per layer and library")
+    ap.add_argument("--settle", type=float, default=0.3,
+                    help="seconds of idle before each library's runs (lets spinning threads sleep)")
+    ap.add_argument("--net", choices=["mobilenet_v1", "allconv6"], action="append",
+                    help="only these nets (repeatable; default both)")
+    ap.add_argument("--json", type=Path, default=TOP / "bench" / "results-device.json")
+    args = ap.parse_args()
+
+    ffi, lib = load_library()
+    lib.cvc_set_threads(args.threads)
+    torch.set_num_threads(args.threads)
+
+    layers = [layer for net in (mobilenet_v1(), allconv6()) for layer in net
+              if not args.net or layer.net in args.net]
+    # Identical shapes run once, counted as often as they occur.
+    counts: dict[tuple, int] = {}
+    unique: list[Layer] = []
+    for layer in layers:
+        key = (layer.net, layer.shape, layer.groups)
+        if key not in counts:
+            unique.append(layer)
+        counts[key] = counts.get(key, 0) + 1
+
+    env = dict(threads=args.threads, torch=torch.__version__,
+               openblas_core=ffi.string(lib.openblas_get_corename()).decode(),
+               openblas_threads=lib.openblas_get_num_threads(),
+               cpu=platform.processor() or platform.machine(), cores=os.cpu_count())
+    print(f"threads={env['threads']}  torch {env['torch']}  OpenBLAS core {env['openblas_core']}"
+          f" ({env['openblas_threads']} threads)")
+    head = f"{'net':<13}{'layer':<9}{'shape':<30}{'n':>2}{'MMACs':>9}{'ours ms':>10}" \
+           f"{'torch ms':>10}{'ratio':>7}"
+    print(head + "\n" + "-" * len(head))
+
+    rows, nets = [], {}
+    for layer in unique:
+        n = counts[(layer.net, layer.shape, layer.groups)]
+        r = bench_layer(ffi, lib, layer, args)
+        row = dict(asdict(layer), shape=layer.shape, count=n, macs=layer.macs, **r)
+        rows.append(row)
+        t = nets.setdefault(layer.net, dict(ours_ms=0.0, torch_ms=0.0, macs=0))
+        t["ours_ms"] += n * r["ours_ms"]
+        t["torch_ms"] += n * r["torch_ms"]
+        t["macs"] += n * layer.macs
+        flag = "" if r["ok"] else f"  MISMATCH max err {r['max_abs_err']:.3g}"
+        print(f"{layer.net:<13}{layer.name:<9}{layer.shape:<30}{n:>2}{layer.macs / 1e6:>9.1f}"
+              f"{r['ours_ms']:>10.3f}{r['torch_ms']:>10.3f}{r['ratio']:>7.2f}{flag}", flush=True)
+
+    print("-" * len(head))
+    for t in nets.values():
+        t["ratio"] = t["torch_ms"] / t["ours_ms"]
+    total = dict(ours_ms=sum(t["ours_ms"] for t in nets.values()),
+                 torch_ms=sum(t["torch_ms"] for t in nets.values()),
+                 macs=sum(t["macs"] for t in nets.values()))
+    total["ratio"] = total["torch_ms"] / total["ours_ms"]
+    for name, t in list(nets.items()) + [("total", total)]:
+        print(f"{name:<13}{'':<9}{'':<30}{'':>2}{t['macs'] / 1e6:>9.1f}{t['ours_ms']:>10.3f}"
+              f"{t['torch_ms']:>10.3f}{t['ratio']:>7.2f}")
+    worst = sorted(rows, key=lambda r: r["ratio"])[:3]
+    print("worst: " + ", ".join(f"{r['net']}/{r['name']} {r['ratio']:.2f}" for r in worst))
+
+    args.json.write_text(json.dumps(dict(env=env, layers=rows, nets=nets, total=total),
+                                    indent=1) + "\n")
+    print(f"wrote {args.json.relative_to(TOP) if args.json.is_relative_to(TOP) else args.json}")
+    return 0 if all(r["ok"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * convaccel driver internals, shared by its files:
+ *   convaccel_drv.c      probe/remove, the character device, ioctl dispatch, sysfs
+ *   convaccel_buf.c      buffers: DMA memory, handles, mmap
+ *   convaccel_job.c      jobs: submit checks, queueing, completion, timeout, wait
+ *   convaccel_debugfs.c  register dump, interrupt test, fault injection
+ */
+#ifndef CONVACCEL_H
+#define CONVACCEL_H
+
+#include <linux/kref.h>
+#include <linux/list.h>
+#include <linux/miscdevice.h>
+#include <linux/mutex.h>
+#include <linux/poll.h>
+#include <linux/wait.h>
+#include <linux/workqueue.h>
+#include <linux/xarray.h>
+
+#include <uapi/linux/convaccel.h>
+#include "convaccel_regs.h"
+
+#define CONVACCEL_MAX_BUFFER_MB		256
+#define CONVACCEL_MAX_JOBS_PER_FILE	64
+
+/**
+ * struct convaccel_stats - counters shown in sysfs
+ * @jobs_done: jobs that ended, whatever their status
+ * @jobs_failed: jobs that ended with a status other than OK
+ * @timeouts: jobs that ran over their budget
+ * @resets: device resets the driver did
+ * @lost_irqs: completions found by the timeout check, not by an interrupt
+ * @requeued: jobs re-run after a reset caused by another job
+ * @busy_ns: time the device had work
+ */
+struct convaccel_stats {
+	u64 jobs_done;
+	u64 jobs_failed;
+	u64 timeouts;
+	u64 resets;
+	u64 lost_irqs;
+	u64 requeued;
+	u64 busy_ns;
+};
+
+/**
+ * struct convaccel_dev - one accelerator instance
+ * @ref: the files and buffers that still use this instance
+ * @dev: the platform device (referenced until @ref drops to zero)
+ * @regs: the MMIO window (valid while !@dead)
+ * @misc: /dev/convaccelN
+ * @name: "convaccelN"
+ * @instance: N
+ * @hw_id: ID register
+ * @hw_version: VERSION register
+ * @hw_caps: CAPS register
+ * @limits: the device's limit registers, in &struct convaccel_info units
+ * @timeout_ms: default job budget
+ * @lock: protects everything below, and the job lists of every file
+ * @dead: the device was unbound; only teardown may touch it
+ * @files: files with pending jobs, in round-robin order
+ * @hw_jobs: jobs on the device, oldest (running) first
+ * @hw_count: number of @hw_jobs
+ * @hw_started: when the oldest job on the device started running
+ * @busy_since: when the device last went from idle to busy
+ * @jobs_done_seen: JOBS_DONE as of the last completion processing
+ * @stats: counters
+ * @buffers: live buffers (also after their file closed, while mapped)
+ * @buffer_bytes: bytes of live buffers
+ * @timeout_work: checks the running job against its budget
+ * @irq_count: interrupts handled
+ * @soft_irq: completed when the interrupt handler sees INT_STATUS.SOFT
+ * @debugfs: debugfs folder
+ */
+struct convaccel_dev {
+	struct kref ref;
+	struct device *dev;
+	void __iomem *regs;
+	struct miscdevice misc;
+	char name[16];
+	int instance;
+	u32 hw_id;
+	u32 hw_version;
+	u32 hw_caps;
+	struct convaccel_info limits;
+	unsigned int timeout_ms;
+
+	struct mutex lock;
+	bool dead;
+	struct list_head files;
+	struct list_head hw_jobs;
+	unsigned int hw_count;
+	ktime_t hw_started;
+	ktime_t busy_since;
+	u32 jobs_done_seen;
+	struct convaccel_stats stats;
+	atomic_t buffers;
+	atomic64_t buffer_bytes;
+
+	struct delayed_work timeout_work;
+	atomic64_t irq_count;
+	struct completion soft_irq;
+	struct dentry *debugfs;
+};
+
+/**
+ * struct convaccel_file - one open file: its buffers and jobs
+ * @ref: the file itself and each of its unfinished jobs
+ * @ca: the device
+ * @buffers: handle -> &struct convaccel_buffer
+ * @jobs: job id -> &struct convaccel_job, until WAIT retires it
+ * @pending: jobs not yet on the device, in submission order (ca->lock)
+ * @rr: entry in ca->files while @pending is not empty (ca->lock)
+ * @unfinished: jobs submitted and not yet retired (ca->lock)
+ * @done: jobs that ended and are not yet retired (ca->lock)
+ * @wq: woken when a job of this file ends
+ */
+struct convaccel_file {
+	struct kref ref;
+	struct convaccel_dev *ca;
+	struct xarray buffers;
+	struct xarray jobs;
+	struct list_head pending;
+	struct list_head rr;
+	unsigned int unfinished;
+	unsigned int done;
+	wait_queue_head_t wq;
+};
+
+/**
+ * struct convaccel_buffer - device memory owned by a file
+ * @ref: the handle, each mapping and each job that uses it
+ * @ca: the device that allocated it
+ * @size: bytes (page aligned)
+ * @vaddr: kernel address
+ * @dma: device address
+ */
+struct convaccel_buffer {
+	struct kref ref;
+	struct convaccel_dev *ca;
+	size_t size;
+	void *vaddr;
+	dma_addr_t dma;
+};
+
+/* convaccel_drv.c */
+u32 convaccel_read(struct convaccel_dev *ca, u32 reg);
+void convaccel_write(struct convaccel_dev *ca, u32 reg, u32 val);
+void convaccel_dev_put(struct convaccel_dev *ca);
+void convaccel_file_put(struct convaccel_file *cf);
+int convaccel_irq_test(struct convaccel_dev *ca);
+
+/* convaccel_buf.c */
+int convaccel_ioctl_buffer_create(struct convaccel_file *cf, void __user *arg);
+int convaccel_ioctl_buffer_destroy(struct convaccel_file *cf, void __user *arg);
+struct convaccel_buffer *convaccel_buffer_lookup(struct convaccel_file *cf, u32 handle);
+void convaccel_buffer_put(struct convaccel_buffer *buf);
+void convaccel_buffers_release(struct convaccel_file *cf);
+int convaccel_mmap(struct file *file, struct vm_area_struct *vma);
+
+/* convaccel_job.c */
+int convaccel_ioctl_submit(struct convaccel_file *cf, void __user *arg);
+int convaccel_ioctl_wait(struct convaccel_file *cf, void __user *arg);
+__poll_t convaccel_poll(struct file *file, poll_table *wait);
+void convaccel_jobs_release(struct convaccel_file *cf);
+void convaccel_jobs_complete(struct convaccel_dev *ca);
+void convaccel_jobs_init(struct convaccel_dev *ca);
+void convaccel_jobs_shutdown(struct convaccel_dev *ca);
+void convaccel_recover(struct convaccel_dev *ca, const char *why);
+void convaccel_timeout_work(struct work_struct *work);
+
+/* convaccel_debugfs.c */
+void convaccel_debugfs_init(struct convaccel_dev *ca);
+
+#endif /* CONVACCEL_H */

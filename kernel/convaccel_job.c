@@ -1,0 +1,670 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * convaccel jobs: the checks of SUBMIT, the queues, completion, timeouts,
+ * recovery by reset, WAIT and poll.
+ *
+ * A job is a DMA-coherent command buffer (job header, hardware layer
+ * descriptors, result record: docs/hardware.md) plus references to the
+ * buffers its layers use. Each file queues its jobs in order on its pending
+ * list; the device takes them from the files in round-robin order, up to
+ * its queue depth. The device completes jobs in order and counts them in
+ * JOBS_DONE, so completion handling walks the oldest jobs on the device.
+ *
+ * A job that runs over its budget gets the device reset: it ends with
+ * TIMEOUT, and the other jobs that were on the device are queued again at
+ * the front of their files' queues.
+ */
+#include <linux/dma-mapping.h>
+#include <linux/overflow.h>
+#include <linux/poll.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+#include <asm/unaligned.h>
+
+#include "convaccel.h"
+
+#define CONVACCEL_MAX_TIMEOUT_MS	600000
+
+/* uapi and hardware share the meaning of these codes: keep them equal. */
+static_assert(CONVACCEL_OP_CONV == CONVACCEL_LAYER_OP_CONV);
+static_assert(CONVACCEL_OP_MAXPOOL == CONVACCEL_LAYER_OP_MAXPOOL);
+static_assert(CONVACCEL_OP_AVGPOOL == CONVACCEL_LAYER_OP_AVGPOOL);
+static_assert(CONVACCEL_ACT_RELU6 == CONVACCEL_LAYER_ACT_RELU6);
+static_assert(CONVACCEL_REASON_NO_MEMORY == CONVACCEL_ERR_NO_MEMORY);
+static_assert(CONVACCEL_REASON_DMA == CONVACCEL_ERR_DMA);
+static_assert(CONVACCEL_REASON_SHAPE == CONVACCEL_ERR_SHAPE);
+static_assert(sizeof(struct convaccel_info) == 96);
+static_assert(sizeof(struct convaccel_buffer_create) == 24);
+static_assert(sizeof(struct convaccel_layer) == 152);
+static_assert(sizeof(struct convaccel_submit) == 32);
+static_assert(sizeof(struct convaccel_wait) == 80);
+
+enum convaccel_job_state {
+	CONVACCEL_JOB_PENDING,
+	CONVACCEL_JOB_RUNNING,
+	CONVACCEL_JOB_DONE,
+};
+
+/**
+ * struct convaccel_job - one submitted job
+ * @ref: held by the file's job table, by the queues and by each waiter
+ * @cf: the submitting file (referenced)
+ * @id: the job id in @cf, also the tag the device sees
+ * @state: enum convaccel_job_state (ca->lock)
+ * @node: entry in cf->pending or ca->hw_jobs (ca->lock)
+ * @bufs: buffers the layers use (referenced until the job ends)
+ * @nbufs: number of @bufs
+ * @cmd: the command buffer: header, layers, result
+ * @cmd_dma: its device address
+ * @cmd_size: its size
+ * @layer_count: layers in the job
+ * @timeout_ms: budget on the device
+ * @submitted: when SUBMIT queued it
+ * @result: what WAIT returns, valid in state DONE
+ */
+struct convaccel_job {
+	struct kref ref;
+	struct convaccel_file *cf;
+	u32 id;
+	enum convaccel_job_state state;
+	struct list_head node;
+	struct convaccel_buffer **bufs;
+	unsigned int nbufs;
+	u8 *cmd;
+	dma_addr_t cmd_dma;
+	size_t cmd_size;
+	u32 layer_count;
+	unsigned int timeout_ms;
+	ktime_t submitted;
+	struct convaccel_wait result;
+};
+
+static size_t result_offset(u32 layer_count)
+{
+	return CONVACCEL_JOB_SIZE + (size_t)layer_count * CONVACCEL_LAYER_SIZE;
+}
+
+static void convaccel_job_drop_buffers(struct convaccel_job *job)
+{
+	while (job->nbufs)
+		convaccel_buffer_put(job->bufs[--job->nbufs]);
+}
+
+static void convaccel_job_free(struct kref *ref)
+{
+	struct convaccel_job *job = container_of(ref, struct convaccel_job, ref);
+	struct convaccel_file *cf = job->cf;
+
+	convaccel_job_drop_buffers(job);
+	kfree(job->bufs);
+	if (job->cmd)
+		dma_free_coherent(cf->ca->dev, job->cmd_size, job->cmd, job->cmd_dma);
+	kfree(job);
+	convaccel_file_put(cf);
+}
+
+static void convaccel_job_put(struct convaccel_job *job)
+{
+	kref_put(&job->ref, convaccel_job_free);
+}
+
+/* --- SUBMIT: check the layers, build the command buffer -------------------- */
+
+enum tensor_use { TENSOR_REQUIRED, TENSOR_FORBIDDEN };
+
+static int tensor_bytes(u32 a, u32 b, u32 c, u32 d, u64 *bytes)
+{
+	u64 v = sizeof(float);
+
+	if (check_mul_overflow(v, (u64)a, &v) || check_mul_overflow(v, (u64)b, &v) ||
+	    check_mul_overflow(v, (u64)c, &v) || check_mul_overflow(v, (u64)d, &v))
+		return -EOVERFLOW;
+	*bytes = v;
+	return 0;
+}
+
+/* Resolve a (handle, offset) tensor of @bytes bytes to a device address. */
+static int encode_tensor(struct convaccel_file *cf, struct convaccel_job *job,
+			 const struct convaccel_tensor *t, u64 bytes,
+			 enum tensor_use use, u64 *addr)
+{
+	struct convaccel_buffer *buf;
+
+	*addr = 0;
+	if (t->pad)
+		return -EINVAL;
+	if (use == TENSOR_FORBIDDEN)
+		return t->handle || t->offset ? -EINVAL : 0;
+	if (t->offset % sizeof(float))
+		return -EINVAL;
+	buf = convaccel_buffer_lookup(cf, t->handle);
+	if (!buf)
+		return -ENOENT;
+	job->bufs[job->nbufs++] = buf;
+	if (t->offset > buf->size || bytes > buf->size - t->offset)
+		return -EOVERFLOW;
+	*addr = buf->dma + t->offset;
+	return 0;
+}
+
+static int encode_layer(struct convaccel_file *cf, struct convaccel_job *job,
+			const struct convaccel_layer *l, u8 *d)
+{
+	bool conv = l->op == CONVACCEL_OP_CONV;
+	bool bias = l->flags & CONVACCEL_LAYER_BIAS;
+	u64 in_bytes, out_bytes, w_bytes = 0, in_addr, out_addr, w_addr, b_addr;
+	int ret;
+
+	if (l->pad || (l->flags & ~CONVACCEL_LAYER_BIAS) ||
+	    l->activation > CONVACCEL_ACT_RELU6 || (conv && !l->groups))
+		return -EINVAL;
+	ret = tensor_bytes(l->n, l->c_in, l->h_in, l->w_in, &in_bytes) ?:
+	      tensor_bytes(l->n, l->c_out, l->h_out, l->w_out, &out_bytes);
+	if (!ret && conv)
+		ret = tensor_bytes(l->c_out, l->c_in / l->groups, l->kh, l->kw, &w_bytes);
+	if (ret)
+		return ret;
+	ret = encode_tensor(cf, job, &l->input, in_bytes, TENSOR_REQUIRED, &in_addr) ?:
+	      encode_tensor(cf, job, &l->output, out_bytes, TENSOR_REQUIRED, &out_addr) ?:
+	      encode_tensor(cf, job, &l->weight, w_bytes,
+			    conv ? TENSOR_REQUIRED : TENSOR_FORBIDDEN, &w_addr) ?:
+	      encode_tensor(cf, job, &l->bias, (u64)l->c_out * sizeof(float),
+			    conv && bias ? TENSOR_REQUIRED : TENSOR_FORBIDDEN, &b_addr);
+	if (ret)
+		return ret;
+
+	put_unaligned_le32(l->op, d + CONVACCEL_LAYER_OP_OFF);
+	put_unaligned_le32((bias ? CONVACCEL_LAYER_FLAG_BIAS : 0) |
+			   l->activation << CONVACCEL_LAYER_ACT_SHIFT,
+			   d + CONVACCEL_LAYER_FLAGS_OFF);
+	put_unaligned_le32(l->n, d + CONVACCEL_LAYER_N_OFF);
+	put_unaligned_le32(l->c_in, d + CONVACCEL_LAYER_C_IN_OFF);
+	put_unaligned_le32(l->h_in, d + CONVACCEL_LAYER_H_IN_OFF);
+	put_unaligned_le32(l->w_in, d + CONVACCEL_LAYER_W_IN_OFF);
+	put_unaligned_le32(l->c_out, d + CONVACCEL_LAYER_C_OUT_OFF);
+	put_unaligned_le32(l->h_out, d + CONVACCEL_LAYER_H_OUT_OFF);
+	put_unaligned_le32(l->w_out, d + CONVACCEL_LAYER_W_OUT_OFF);
+	put_unaligned_le32(l->groups, d + CONVACCEL_LAYER_GROUPS_OFF);
+	put_unaligned_le32(l->kh, d + CONVACCEL_LAYER_KH_OFF);
+	put_unaligned_le32(l->kw, d + CONVACCEL_LAYER_KW_OFF);
+	put_unaligned_le32(l->stride_h, d + CONVACCEL_LAYER_STRIDE_H_OFF);
+	put_unaligned_le32(l->stride_w, d + CONVACCEL_LAYER_STRIDE_W_OFF);
+	put_unaligned_le32(l->dil_h, d + CONVACCEL_LAYER_DIL_H_OFF);
+	put_unaligned_le32(l->dil_w, d + CONVACCEL_LAYER_DIL_W_OFF);
+	put_unaligned_le32(l->pad_top, d + CONVACCEL_LAYER_PAD_TOP_OFF);
+	put_unaligned_le32(l->pad_bottom, d + CONVACCEL_LAYER_PAD_BOTTOM_OFF);
+	put_unaligned_le32(l->pad_left, d + CONVACCEL_LAYER_PAD_LEFT_OFF);
+	put_unaligned_le32(l->pad_right, d + CONVACCEL_LAYER_PAD_RIGHT_OFF);
+	put_unaligned_le64(in_addr, d + CONVACCEL_LAYER_INPUT_OFF);
+	put_unaligned_le64(w_addr, d + CONVACCEL_LAYER_WEIGHT_OFF);
+	put_unaligned_le64(b_addr, d + CONVACCEL_LAYER_BIAS_OFF);
+	put_unaligned_le64(out_addr, d + CONVACCEL_LAYER_OUTPUT_OFF);
+	return 0;
+}
+
+static int copy_layers(struct convaccel_file *cf, struct convaccel_job *job,
+		       const struct convaccel_submit *req)
+{
+	const u8 __user *src = u64_to_user_ptr(req->layers);
+	struct convaccel_layer l;
+	u32 i;
+	int ret;
+
+	for (i = 0; i < req->layer_count; i++, src += req->layer_size) {
+		if (copy_from_user(&l, src, sizeof(l)))
+			return -EFAULT;
+		/* a newer userspace may pass a longer struct: its tail must be 0 */
+		if (req->layer_size > sizeof(l)) {
+			ret = check_zeroed_user(src + sizeof(l), req->layer_size - sizeof(l));
+			if (ret <= 0)
+				return ret ?: -EINVAL;
+		}
+		ret = encode_layer(cf, job, &l, job->cmd + CONVACCEL_JOB_SIZE +
+				   (size_t)i * CONVACCEL_LAYER_SIZE);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static struct convaccel_job *convaccel_job_build(struct convaccel_file *cf,
+						 const struct convaccel_submit *req)
+{
+	struct convaccel_dev *ca = cf->ca;
+	struct convaccel_job *job;
+	int ret;
+
+	job = kzalloc(sizeof(*job), GFP_KERNEL);
+	if (!job)
+		return ERR_PTR(-ENOMEM);
+	kref_init(&job->ref);
+	kref_get(&cf->ref);
+	job->cf = cf;
+	INIT_LIST_HEAD(&job->node);
+	job->layer_count = req->layer_count;
+	job->timeout_ms = req->timeout_ms ?: READ_ONCE(ca->timeout_ms);
+	job->bufs = kcalloc(4 * req->layer_count, sizeof(*job->bufs), GFP_KERNEL);
+	job->cmd_size = result_offset(req->layer_count) + CONVACCEL_RESULT_SIZE;
+	job->cmd = dma_alloc_coherent(ca->dev, job->cmd_size, &job->cmd_dma, GFP_KERNEL);
+	if (!job->bufs || !job->cmd) {
+		ret = -ENOMEM;
+		goto err;
+	}
+	ret = copy_layers(cf, job, req);
+	if (ret)
+		goto err;
+	put_unaligned_le32(CONVACCEL_JOB_MAGIC, job->cmd + CONVACCEL_JOB_MAGIC_OFF);
+	put_unaligned_le32(req->layer_count, job->cmd + CONVACCEL_JOB_LAYER_COUNT_OFF);
+	put_unaligned_le64(job->cmd_dma + CONVACCEL_JOB_SIZE,
+			   job->cmd + CONVACCEL_JOB_LAYERS_OFF);
+	put_unaligned_le64(job->cmd_dma + result_offset(req->layer_count),
+			   job->cmd + CONVACCEL_JOB_RESULT_OFF);
+	return job;
+err:
+	convaccel_job_put(job);
+	return ERR_PTR(ret);
+}
+
+/* --- the queues ------------------------------------------------------------ */
+
+static void convaccel_arm_timeout(struct convaccel_dev *ca)
+{
+	struct convaccel_job *head;
+
+	if (!ca->hw_count) {
+		cancel_delayed_work(&ca->timeout_work);
+		return;
+	}
+	head = list_first_entry(&ca->hw_jobs, struct convaccel_job, node);
+	mod_delayed_work(system_wq, &ca->timeout_work,
+			 msecs_to_jiffies(head->timeout_ms) + 1);
+}
+
+/* Feed the device from the files' queues, round robin. Under ca->lock. */
+static void convaccel_kick(struct convaccel_dev *ca)
+{
+	while (!ca->dead && ca->hw_count < ca->limits.queue_depth &&
+	       !list_empty(&ca->files)) {
+		struct convaccel_file *cf = list_first_entry(&ca->files,
+							     struct convaccel_file, rr);
+		struct convaccel_job *job = list_first_entry(&cf->pending,
+							     struct convaccel_job, node);
+
+		list_move_tail(&job->node, &ca->hw_jobs);
+		list_del_init(&cf->rr);
+		if (!list_empty(&cf->pending))
+			list_add_tail(&cf->rr, &ca->files);
+		job->state = CONVACCEL_JOB_RUNNING;
+		memset(job->cmd + result_offset(job->layer_count), 0, CONVACCEL_RESULT_SIZE);
+		put_unaligned_le32(job->id, job->cmd + CONVACCEL_JOB_TAG_OFF);
+		if (!ca->hw_count++) {
+			ca->hw_started = ktime_get();
+			ca->busy_since = ca->hw_started;
+			convaccel_arm_timeout(ca);
+		}
+		/* writel orders the command buffer's writes before the doorbell */
+		convaccel_write(ca, CONVACCEL_REG_CMD_ADDR_LO, lower_32_bits(job->cmd_dma));
+		convaccel_write(ca, CONVACCEL_REG_CMD_ADDR_HI, upper_32_bits(job->cmd_dma));
+		convaccel_write(ca, CONVACCEL_REG_DOORBELL, 1);
+	}
+}
+
+/* Queue a job at the back (or, when requeued after a reset, the front). */
+static void convaccel_queue(struct convaccel_dev *ca, struct convaccel_job *job,
+			    bool front)
+{
+	struct convaccel_file *cf = job->cf;
+
+	job->state = CONVACCEL_JOB_PENDING;
+	if (front)
+		list_add(&job->node, &cf->pending);
+	else
+		list_add_tail(&job->node, &cf->pending);
+	if (list_empty(&cf->rr)) {
+		if (front)
+			list_add(&cf->rr, &ca->files);
+		else
+			list_add_tail(&cf->rr, &ca->files);
+	}
+}
+
+/* A job has ended: publish its result, drop the queue's reference. */
+static void convaccel_job_end(struct convaccel_dev *ca, struct convaccel_job *job,
+			      u32 status)
+{
+	struct convaccel_file *cf = job->cf;
+
+	list_del_init(&job->node);
+	job->result.status = status;
+	job->result.latency_ns = ktime_get_ns() - ktime_to_ns(job->submitted);
+	job->state = CONVACCEL_JOB_DONE;
+	convaccel_job_drop_buffers(job);
+	ca->stats.jobs_done++;
+	if (status != CONVACCEL_JOB_STATUS_OK)
+		ca->stats.jobs_failed++;
+	cf->done++;
+	wake_up_all(&cf->wq);
+	convaccel_job_put(job);
+}
+
+/* The oldest job on the device completed: read its result record. */
+static void convaccel_job_retire_hw(struct convaccel_dev *ca, struct convaccel_job *job)
+{
+	const u8 *r = job->cmd + result_offset(job->layer_count);
+	struct convaccel_wait *res = &job->result;
+	u32 hw_status, tag;
+
+	dma_rmb();
+	hw_status = get_unaligned_le32(r + CONVACCEL_RESULT_STATUS_OFF);
+	tag = get_unaligned_le32(r + CONVACCEL_RESULT_TAG_OFF);
+	res->reason = hw_status;
+	res->layer = get_unaligned_le32(r + CONVACCEL_RESULT_LAYER_OFF);
+	res->layers_done = get_unaligned_le32(r + CONVACCEL_RESULT_LAYERS_DONE_OFF);
+	res->macs = get_unaligned_le64(r + CONVACCEL_RESULT_MACS_OFF);
+	res->bytes_read = get_unaligned_le64(r + CONVACCEL_RESULT_BYTES_READ_OFF);
+	res->bytes_written = get_unaligned_le64(r + CONVACCEL_RESULT_BYTES_WRITTEN_OFF);
+	res->device_ns = get_unaligned_le64(r + CONVACCEL_RESULT_HOST_NS_OFF);
+	res->cycles = get_unaligned_le64(r + CONVACCEL_RESULT_CYCLES_OFF);
+	if (tag != job->id) {
+		dev_err_ratelimited(ca->dev, "job %u: result record has tag %u\n",
+				    job->id, tag);
+		res->reason = CONVACCEL_REASON_DMA;
+		hw_status = CONVACCEL_ERR_DMA;
+	}
+	ca->hw_count--;
+	convaccel_job_end(ca, job, hw_status == CONVACCEL_ERR_OK ?
+			  CONVACCEL_JOB_STATUS_OK : CONVACCEL_JOB_STATUS_ERROR);
+}
+
+static void convaccel_account_busy(struct convaccel_dev *ca)
+{
+	if (!ca->hw_count)
+		ca->stats.busy_ns += ktime_to_ns(ktime_sub(ktime_get(), ca->busy_since));
+}
+
+/* Retire the jobs JOBS_DONE says completed. Under ca->lock; returns how many. */
+static u32 convaccel_collect(struct convaccel_dev *ca)
+{
+	u32 done = convaccel_read(ca, CONVACCEL_REG_JOBS_DONE);
+	u32 i, n = done - ca->jobs_done_seen;
+
+	if (n > ca->hw_count) {
+		dev_err_ratelimited(ca->dev, "device reports %u completions for %u jobs\n",
+				    n, ca->hw_count);
+		n = ca->hw_count;
+	}
+	ca->jobs_done_seen = done;
+	for (i = 0; i < n; i++)
+		convaccel_job_retire_hw(ca, list_first_entry(&ca->hw_jobs,
+							     struct convaccel_job, node));
+	if (n) {
+		convaccel_account_busy(ca);
+		ca->hw_started = ktime_get();
+		convaccel_arm_timeout(ca);
+	}
+	return n;
+}
+
+/**
+ * convaccel_jobs_complete() - handle completions (the IRQ thread)
+ * @ca: the device
+ */
+void convaccel_jobs_complete(struct convaccel_dev *ca)
+{
+	mutex_lock(&ca->lock);
+	if (!ca->dead) {
+		convaccel_collect(ca);
+		convaccel_kick(ca);
+	}
+	mutex_unlock(&ca->lock);
+}
+
+/*
+ * Reset the device. @culprit (if any) ends with TIMEOUT; the other jobs on
+ * the device go back to the front of their queues. Under ca->lock.
+ */
+static void convaccel_reset(struct convaccel_dev *ca, struct convaccel_job *culprit,
+			    const char *why)
+{
+	struct convaccel_job *job, *tmp;
+
+	dev_warn(ca->dev, "%s: resetting the device (%u jobs on it)\n", why, ca->hw_count);
+	convaccel_write(ca, CONVACCEL_REG_CTRL, CONVACCEL_CTRL_RESET);
+	ca->stats.resets++;
+	ca->jobs_done_seen = 0;
+	if (culprit) {
+		ca->hw_count--;
+		ca->stats.timeouts++;
+		convaccel_job_end(ca, culprit, CONVACCEL_JOB_STATUS_TIMEOUT);
+	}
+	list_for_each_entry_safe_reverse(job, tmp, &ca->hw_jobs, node) {
+		list_del_init(&job->node);
+		convaccel_queue(ca, job, true);
+		ca->stats.requeued++;
+	}
+	ca->hw_count = 0;
+	convaccel_account_busy(ca);
+	convaccel_arm_timeout(ca);
+	convaccel_write(ca, CONVACCEL_REG_INT_ENABLE, CONVACCEL_INT_ALL);
+	convaccel_kick(ca);
+}
+
+/**
+ * convaccel_recover() - reset the device now; its jobs are run again
+ * @ca: the device
+ * @why: for the kernel log
+ */
+void convaccel_recover(struct convaccel_dev *ca, const char *why)
+{
+	mutex_lock(&ca->lock);
+	if (!ca->dead)
+		convaccel_reset(ca, NULL, why);
+	mutex_unlock(&ca->lock);
+}
+
+void convaccel_timeout_work(struct work_struct *work)
+{
+	struct convaccel_dev *ca = container_of(to_delayed_work(work),
+						struct convaccel_dev, timeout_work);
+	struct convaccel_job *head;
+	s64 left_ms;
+
+	mutex_lock(&ca->lock);
+	if (ca->dead || !ca->hw_count)
+		goto out;
+	/* a completion whose interrupt never came */
+	if (convaccel_collect(ca)) {
+		ca->stats.lost_irqs++;
+		dev_warn_ratelimited(ca->dev, "job completion without an interrupt\n");
+		convaccel_kick(ca);
+		goto out;
+	}
+	head = list_first_entry(&ca->hw_jobs, struct convaccel_job, node);
+	left_ms = head->timeout_ms - ktime_ms_delta(ktime_get(), ca->hw_started);
+	if (left_ms > 0) {
+		mod_delayed_work(system_wq, &ca->timeout_work, msecs_to_jiffies(left_ms) + 1);
+		goto out;
+	}
+	dev_warn(ca->dev, "job %u ran over its budget of %u ms\n", head->id,
+		 head->timeout_ms);
+	convaccel_reset(ca, head, "job timeout");
+out:
+	mutex_unlock(&ca->lock);
+}
+
+void convaccel_jobs_init(struct convaccel_dev *ca)
+{
+	INIT_LIST_HEAD(&ca->files);
+	INIT_LIST_HEAD(&ca->hw_jobs);
+	INIT_DELAYED_WORK(&ca->timeout_work, convaccel_timeout_work);
+}
+
+/* The device is going away: end every job with RESET. */
+void convaccel_jobs_shutdown(struct convaccel_dev *ca)
+{
+	struct convaccel_file *cf, *next;
+	struct convaccel_job *job, *tmp;
+
+	mutex_lock(&ca->lock);
+	ca->dead = true;
+	convaccel_write(ca, CONVACCEL_REG_CTRL, CONVACCEL_CTRL_RESET);
+	list_for_each_entry_safe(job, tmp, &ca->hw_jobs, node)
+		convaccel_job_end(ca, job, CONVACCEL_JOB_STATUS_RESET);
+	ca->hw_count = 0;
+	list_for_each_entry_safe(cf, next, &ca->files, rr) {
+		list_for_each_entry_safe(job, tmp, &cf->pending, node)
+			convaccel_job_end(ca, job, CONVACCEL_JOB_STATUS_RESET);
+		list_del_init(&cf->rr);
+	}
+	mutex_unlock(&ca->lock);
+	cancel_delayed_work_sync(&ca->timeout_work);
+}
+
+/* --- the ioctls ------------------------------------------------------------- */
+
+int convaccel_ioctl_submit(struct convaccel_file *cf, void __user *arg)
+{
+	struct convaccel_dev *ca = cf->ca;
+	struct convaccel_submit req;
+	struct convaccel_job *job;
+	u32 id;
+	int ret;
+
+	if (copy_from_user(&req, arg, sizeof(req)))
+		return -EFAULT;
+	if (req.flags || req.job_id || !req.layer_count ||
+	    req.layer_count > ca->limits.max_layers ||
+	    req.layer_size < sizeof(struct convaccel_layer) ||
+	    req.layer_size > PAGE_SIZE || req.layer_size % sizeof(__u64) ||
+	    req.timeout_ms > CONVACCEL_MAX_TIMEOUT_MS)
+		return -EINVAL;
+
+	job = convaccel_job_build(cf, &req);
+	if (IS_ERR(job))
+		return PTR_ERR(job);
+
+	mutex_lock(&ca->lock);
+	if (ca->dead) {
+		ret = -ENODEV;
+		goto err_unlock;
+	}
+	if (cf->unfinished >= CONVACCEL_MAX_JOBS_PER_FILE) {
+		ret = -EBUSY;
+		goto err_unlock;
+	}
+	ret = xa_alloc(&cf->jobs, &id, job, xa_limit_31b, GFP_KERNEL);
+	if (ret)
+		goto err_unlock;
+	job->id = id;
+	req.job_id = id;
+	if (copy_to_user(arg, &req, sizeof(req))) {
+		xa_erase(&cf->jobs, id);
+		ret = -EFAULT;
+		goto err_unlock;
+	}
+	cf->unfinished++;
+	kref_get(&job->ref);		/* the queue's reference */
+	job->submitted = ktime_get();
+	convaccel_queue(ca, job, false);
+	convaccel_kick(ca);
+	mutex_unlock(&ca->lock);
+	return 0;
+
+err_unlock:
+	mutex_unlock(&ca->lock);
+	convaccel_job_put(job);
+	return ret;
+}
+
+int convaccel_ioctl_wait(struct convaccel_file *cf, void __user *arg)
+{
+	struct convaccel_dev *ca = cf->ca;
+	struct convaccel_wait req;
+	struct convaccel_job *job;
+	s64 left;
+	int ret = 0;
+
+	if (copy_from_user(&req, arg, sizeof(req)))
+		return -EFAULT;
+	if (req.job_id > U32_MAX)
+		return -ENOENT;
+	xa_lock(&cf->jobs);
+	job = xa_load(&cf->jobs, req.job_id);
+	if (job)
+		kref_get(&job->ref);
+	xa_unlock(&cf->jobs);
+	if (!job)
+		return -ENOENT;
+
+	left = req.timeout_ns - ktime_get_ns();
+	if (left > 0) {
+		long r = wait_event_interruptible_timeout(cf->wq,
+				READ_ONCE(job->state) == CONVACCEL_JOB_DONE ||
+				READ_ONCE(ca->dead),
+				nsecs_to_jiffies(left) + 1);
+		if (r < 0)
+			ret = -ERESTARTSYS;
+	}
+	mutex_lock(&ca->lock);
+	if (!ret && job->state != CONVACCEL_JOB_DONE)
+		ret = ca->dead ? -ENODEV : -ETIMEDOUT;
+	if (!ret) {
+		/* retire it; a concurrent waiter of the same job gets it too */
+		if (xa_erase(&cf->jobs, job->id) == job) {
+			cf->done--;
+			cf->unfinished--;
+			convaccel_job_put(job);		/* the table's reference */
+		}
+		req.status = job->result.status;
+		req.reason = job->result.reason;
+		req.layer = job->result.layer;
+		req.layers_done = job->result.layers_done;
+		req.macs = job->result.macs;
+		req.bytes_read = job->result.bytes_read;
+		req.bytes_written = job->result.bytes_written;
+		req.device_ns = job->result.device_ns;
+		req.cycles = job->result.cycles;
+		req.latency_ns = job->result.latency_ns;
+	}
+	mutex_unlock(&ca->lock);
+	convaccel_job_put(job);
+	if (!ret && copy_to_user(arg, &req, sizeof(req)))
+		ret = -EFAULT;
+	return ret;
+}
+
+__poll_t convaccel_poll(struct file *file, poll_table *wait)
+{
+	struct convaccel_file *cf = file->private_data;
+	__poll_t mask = 0;
+
+	poll_wait(file, &cf->wq, wait);
+	mutex_lock(&cf->ca->lock);
+	if (cf->done)
+		mask |= EPOLLIN | EPOLLRDNORM;
+	if (cf->ca->dead)
+		mask |= EPOLLERR | EPOLLHUP;
+	mutex_unlock(&cf->ca->lock);
+	return mask;
+}
+
+/* The file is closing: cancel its queued jobs; running ones finish alone. */
+void convaccel_jobs_release(struct convaccel_file *cf)
+{
+	struct convaccel_dev *ca = cf->ca;
+	struct convaccel_job *job, *tmp;
+	unsigned long id;
+
+	mutex_lock(&ca->lock);
+	list_for_each_entry_safe(job, tmp, &cf->pending, node) {
+		list_del_init(&job->node);
+		job->state = CONVACCEL_JOB_DONE;
+		convaccel_job_put(job);
+	}
+	list_del_init(&cf->rr);
+	mutex_unlock(&ca->lock);
+	xa_for_each(&cf->jobs, id, job) {
+		xa_erase(&cf->jobs, id);
+		convaccel_job_put(job);
+	}
+}

@@ -1,0 +1,121 @@
+"""Jobs: chains of layers submitted to the device, and their results."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Sequence
+
+from . import uapi
+from .errors import AccelError, JobError
+from .uapi import ffi
+
+if TYPE_CHECKING:
+    from .device import Device
+
+LAYER_FIELDS = uapi.struct_fields("struct convaccel_layer")
+TENSORS = ("input", "weight", "bias", "output")
+
+
+def _names(prefix: str) -> dict[int, str]:
+    return {v: k[len(prefix):].lower() for k, v in uapi.CONSTANTS.items() if k.startswith(prefix)}
+
+
+STATUS_NAMES = _names("CONVACCEL_JOB_STATUS_")
+REASON_NAMES = _names("CONVACCEL_REASON_")
+OPS = {name: code for code, name in _names("CONVACCEL_OP_").items()}
+ACTIVATIONS = {name: code for code, name in _names("CONVACCEL_ACT_").items()}
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """Where a tensor lives: a buffer handle and a byte offset in it."""
+
+    handle: int
+    offset: int = 0
+
+
+@dataclass
+class Layer:
+    """One layer as the driver takes it (struct convaccel_layer).
+
+    op: "conv", "maxpool" or "avgpool"; activation: "none", "relu", "relu6".
+    Geometry fields are the header's names (n, c_in, h_in, ..., pad_right).
+    """
+
+    op: str
+    input: Tensor
+    output: Tensor
+    weight: Tensor | None = None
+    bias: Tensor | None = None
+    activation: str = "none"
+    geometry: dict[str, int] = field(default_factory=dict)
+
+    def fill(self, c: Any) -> None:
+        c.op = OPS[self.op] if self.op in OPS else int(self.op)
+        c.activation = ACTIVATIONS[self.activation]
+        c.flags = uapi.CONSTANTS["CONVACCEL_LAYER_BIAS"] if self.bias else 0
+        for name, value in self.geometry.items():
+            if name not in LAYER_FIELDS or name in TENSORS:
+                raise AccelError(f"unknown layer field {name!r}")
+            setattr(c, name, value)
+        for name in TENSORS:
+            t = getattr(self, name)
+            if t is not None:
+                getattr(c, name).handle = t.handle
+                getattr(c, name).offset = t.offset
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What the device did (struct convaccel_wait, in Python units)."""
+
+    status: str
+    reason: str
+    layer: int | None
+    layers_done: int
+    macs: int
+    bytes_read: int
+    bytes_written: int
+    device_ns: int
+    cycles: int
+    latency_ns: int
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+class Job:
+    """A submitted job; wait() for its result."""
+
+    def __init__(self, device: "Device", layers: Sequence[Layer], timeout_ms: int = 0) -> None:
+        self.device = device
+        n = len(layers)
+        arr = ffi.new("struct convaccel_layer[]", n)
+        for i, layer in enumerate(layers):
+            layer.fill(arr[i])
+        req = ffi.new("struct convaccel_submit *", {
+            "layers": int(ffi.cast("uintptr_t", arr)), "layer_count": n,
+            "layer_size": ffi.sizeof("struct convaccel_layer"), "timeout_ms": timeout_ms})
+        device.ioctl("SUBMIT", req, f"submit a job of {n} layers")
+        self.id: int = req.job_id
+        self.result: JobResult | None = None
+
+    def wait(self, timeout: float | None = None, check: bool = True) -> JobResult:
+        """Wait up to `timeout` seconds (None: for ever). Raises JobError for a
+        failed job when `check`, AccelError(ETIMEDOUT) if still running."""
+        if self.result is None:
+            req = ffi.new("struct convaccel_wait *", {"job_id": self.id})
+            req.timeout_ns = (2**63 - 1 if timeout is None
+                              else time.monotonic_ns() + int(timeout * 1e9))
+            self.device.ioctl("WAIT", req, f"wait for job {self.id}")
+            self.result = JobResult(
+                status=STATUS_NAMES.get(req.status, str(req.status)),
+                reason=REASON_NAMES.get(req.reason, str(req.reason)),
+                layer=None if req.layer == 0xFFFFFFFF else req.layer,
+                layers_done=req.layers_done, macs=req.macs, bytes_read=req.bytes_read,
+                bytes_written=req.bytes_written, device_ns=req.device_ns,
+                cycles=req.cycles, latency_ns=req.latency_ns)
+        if check and not self.result.ok:
+            raise JobError(self.id, self.result)
+        return self.result

@@ -1,0 +1,694 @@
+/*
+ * convaccel compute kernels (see convaccel_compute.h).
+ *
+ * General convolutions are lowered to SGEMM (OpenBLAS):
+ *   - 1x1, stride 1, unpadded: the input image of a group already is the
+ *     [c_in/groups][h*w] right-hand matrix, so it goes to SGEMM as it is;
+ *   - anything else: im2col into a bounded scratch buffer, a band of output
+ *     rows at a time, then SGEMM on the band.
+ * Convolutions with one input channel per group (depthwise) and the pooling
+ * ops use direct loops over output rows that the compiler vectorizes.
+ *
+ * Everything here is reentrant: no static scratch, no global state but the
+ * thread count. Work is split across plain pthreads spawned per call when
+ * it is large enough to pay for them; SGEMM uses OpenBLAS's own threads.
+ *
+ * A plain C file: standard headers and cblas.h only, no QEMU headers.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L
+#endif
+
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cblas.h>
+
+#include "convaccel_compute.h"
+
+/* Upper bound on worker threads per call (sizes the on-stack thread table). */
+#define CVC_MAX_THREADS 64
+
+/*
+ * Work (multiply-accumulates or element visits) below which one more thread
+ * does not pay for its creation (tens of microseconds).
+ */
+#define CVC_MIN_WORK_PER_THREAD (256 * 1024)
+
+/* Budget for one im2col band; bands are whole output rows, at least one. */
+#define CVC_COL_BYTES (8u << 20)
+
+static atomic_int cvc_threads; /* 0: all online cores */
+
+static size_t min_size(size_t a, size_t b)
+{
+    return a < b ? a : b;
+}
+
+static size_t cvc_nthreads(void)
+{
+    int n = atomic_load_explicit(&cvc_threads, memory_order_relaxed);
+
+    if (n <= 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cores > 0 ? (int)min_size((size_t)cores, CVC_MAX_THREADS) : 1;
+    }
+    return min_size((size_t)n, CVC_MAX_THREADS);
+}
+
+void cvc_set_threads(int n)
+{
+    atomic_store_explicit(&cvc_threads, n > 0 ? n : 0, memory_order_relaxed);
+#ifdef OPENBLAS_VERSION
+    openblas_set_num_threads((int)cvc_nthreads());
+#endif
+}
+
+/* ------------------------------------------------------------------------
+ * Threads
+ */
+
+typedef void cvc_range_fn(void *ctx, size_t begin, size_t end);
+
+struct cvc_task {
+    cvc_range_fn *fn;
+    void *ctx;
+    size_t begin, end;
+};
+
+static void *cvc_task_main(void *opaque)
+{
+    struct cvc_task *t = opaque;
+
+    t->fn(t->ctx, t->begin, t->end);
+    return NULL;
+}
+
+/*
+ * Run fn over the items [0, count), split into one contiguous range per
+ * thread; item_work estimates the work of one item, to decide how many
+ * threads pay. The calling thread takes the first range. If a thread cannot
+ * be created, its range runs on the calling thread: this never fails.
+ */
+static void cvc_parallel(cvc_range_fn *fn, void *ctx, size_t count,
+                         size_t item_work)
+{
+    pthread_t tid[CVC_MAX_THREADS];
+    struct cvc_task task[CVC_MAX_THREADS];
+    bool started[CVC_MAX_THREADS];
+    size_t nt = min_size(cvc_nthreads(), count);
+    size_t by_work = count * item_work / CVC_MIN_WORK_PER_THREAD;
+    sigset_t all, old;
+    size_t i;
+
+    nt = min_size(nt, by_work);
+    if (nt <= 1) {
+        fn(ctx, 0, count);
+        return;
+    }
+
+    for (i = 0; i < nt; i++) {
+        task[i] = (struct cvc_task) {
+            .fn = fn, .ctx = ctx,
+            .begin = count * i / nt, .end = count * (i + 1) / nt,
+        };
+    }
+
+    /* Workers must not take the host process's signals (QEMU's or others'). */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    for (i = 1; i < nt; i++) {
+        started[i] = pthread_create(&tid[i], NULL, cvc_task_main,
+                                    &task[i]) == 0;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+    cvc_task_main(&task[0]);
+    for (i = 1; i < nt; i++) {
+        if (started[i]) {
+            pthread_join(tid[i], NULL);
+        } else {
+            cvc_task_main(&task[i]);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * Shared index math and epilogues
+ */
+
+/*
+ * A window tap reads input column ow * stride + off for output column ow
+ * (off = tap * dilation - pad, possibly negative). Returns in [*lo, *hi)
+ * the output columns whose read lies inside [0, size); empty if lo >= hi.
+ */
+static void tap_range(ptrdiff_t off, size_t stride, size_t size, size_t n_out,
+                      size_t *lo, size_t *hi)
+{
+    ptrdiff_t s = (ptrdiff_t)stride;
+    ptrdiff_t last = (ptrdiff_t)size - 1 - off;  /* need ow * s <= last */
+    ptrdiff_t first = off < 0 ? (-off + s - 1) / s : 0;
+
+    *lo = min_size((size_t)first, n_out);
+    *hi = last < 0 ? 0 : min_size((size_t)(last / s) + 1, n_out);
+    if (*hi < *lo) {
+        *hi = *lo;
+    }
+}
+
+/* Input row read for output row oh and kernel row ki; -1 if in the padding. */
+static ptrdiff_t tap_row(size_t oh, size_t ki, size_t stride, size_t dil,
+                         size_t pad, size_t size)
+{
+    ptrdiff_t ih = (ptrdiff_t)(oh * stride + ki * dil) - (ptrdiff_t)pad;
+
+    return ih >= 0 && ih < (ptrdiff_t)size ? ih : -1;
+}
+
+static void act_row(float *y, size_t len, unsigned act)
+{
+    size_t i;
+
+    if (act == CVC_ACT_RELU) {
+        for (i = 0; i < len; i++) {
+            y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+        }
+    } else if (act == CVC_ACT_RELU6) {
+        for (i = 0; i < len; i++) {
+            float v = y[i] > 0.0f ? y[i] : 0.0f;
+            y[i] = v < 6.0f ? v : 6.0f;
+        }
+    }
+}
+
+/* y[r][c] = act(y[r][c] + bias[r]) over rows x cols, row pitch ld. */
+static void epilogue(float *y, size_t rows, size_t cols, size_t ld,
+                     const float *bias, unsigned act)
+{
+    size_t r, i;
+
+    if (!bias && act == CVC_ACT_NONE) {
+        return;
+    }
+    for (r = 0; r < rows; r++) {
+        float *row = y + r * ld;
+
+        if (bias) {
+            float b = bias[r];
+            for (i = 0; i < cols; i++) {
+                row[i] += b;
+            }
+        }
+        act_row(row, cols, act);
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * General convolution: (im2col +) SGEMM
+ */
+
+struct im2col_job {
+    const struct cvc_conv *p;
+    const float *x;     /* first input channel of the group, one image */
+    float *col;         /* [cin_g * kh * kw][nrows * w_out] */
+    size_t oh0, nrows;  /* the band of output rows */
+};
+
+/*
+ * One im2col row per (c, ki, kj), in the weights' order, so that
+ * col row r pairs with weight column r: r = (c * kh + ki) * kw + kj.
+ */
+static void im2col_rows(void *opaque, size_t begin, size_t end)
+{
+    const struct im2col_job *j = opaque;
+    const struct cvc_conv *p = j->p;
+    size_t taps = (size_t)p->kh * p->kw;
+    size_t plane = (size_t)p->h_in * p->w_in;
+    size_t cols = j->nrows * p->w_out;
+    size_t r, oh;
+
+    for (r = begin; r < end; r++) {
+        size_t c = r / taps, ki = r % taps / p->kw, kj = r % p->kw;
+        ptrdiff_t off = (ptrdiff_t)(kj * p->dil_w) - (ptrdiff_t)p->pad_left;
+        const float *xc = j->x + c * plane;
+        float *dst = j->col + r * cols;
+        size_t lo, hi, ow;
+
+        tap_range(off, p->stride_w, p->w_in, p->w_out, &lo, &hi);
+        for (oh = j->oh0; oh < j->oh0 + j->nrows; oh++) {
+            ptrdiff_t ih = tap_row(oh, ki, p->stride_h, p->dil_h,
+                                   p->pad_top, p->h_in);
+            float *d = dst + (oh - j->oh0) * p->w_out;
+            const float *src;
+
+            if (ih < 0 || lo >= hi) {
+                memset(d, 0, p->w_out * sizeof(float));
+                continue;
+            }
+            src = xc + (size_t)ih * p->w_in;
+            memset(d, 0, lo * sizeof(float));
+            if (p->stride_w == 1) {
+                memcpy(d + lo, src + lo + off, (hi - lo) * sizeof(float));
+            } else {
+                for (ow = lo; ow < hi; ow++) {
+                    d[ow] = src[(ptrdiff_t)(ow * p->stride_w) + off];
+                }
+            }
+            memset(d + hi, 0, (p->w_out - hi) * sizeof(float));
+        }
+    }
+}
+
+/* C[m][n] = A[m][k] * B[k][n], all row-major; C has row pitch ldc. */
+static void sgemm(size_t m, size_t n, size_t k, const float *a,
+                  const float *b, float *c, size_t ldc)
+{
+    if (n == 1) {
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)m, (int)k, 1.0f,
+                    a, (int)k, b, 1, 0.0f, c, (int)ldc);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+                (int)m, (int)n, (int)k, 1.0f, a, (int)k, b, (int)n,
+                0.0f, c, (int)ldc);
+}
+
+static bool is_pointwise(const struct cvc_conv *p)
+{
+    return p->kh == 1 && p->kw == 1 && p->stride_h == 1 && p->stride_w == 1 &&
+           p->pad_top == 0 && p->pad_left == 0 &&
+           p->h_out == p->h_in && p->w_out == p->w_in;
+}
+
+static int conv_gemm(const struct cvc_conv *p, const float *in,
+                     const float *w, const float *bias, float *out)
+{
+    size_t cin_g = p->c_in / p->groups, cout_g = p->c_out / p->groups;
+    size_t k = cin_g * p->kh * p->kw;
+    size_t plane_in = (size_t)p->h_in * p->w_in;
+    size_t plane_out = (size_t)p->h_out * p->w_out;
+    size_t band = p->h_out;
+    float *col = NULL;
+    size_t n, g, oh0;
+
+    if (!is_pointwise(p)) {
+        size_t row_bytes = k * p->w_out * sizeof(float);
+
+        band = min_size(p->h_out, CVC_COL_BYTES / row_bytes);
+        band = band ? band : 1;
+        col = malloc(band * row_bytes);
+        if (!col) {
+            return -1;
+        }
+    }
+
+    for (n = 0; n < p->n; n++) {
+        for (g = 0; g < p->groups; g++) {
+            const float *x = in + (n * p->c_in + g * cin_g) * plane_in;
+            const float *wg = w + g * cout_g * k;
+            const float *bg = bias ? bias + g * cout_g : NULL;
+            float *y = out + (n * p->c_out + g * cout_g) * plane_out;
+
+            if (!col) {
+                sgemm(cout_g, plane_out, k, wg, x, y, plane_out);
+                epilogue(y, cout_g, plane_out, plane_out, bg, p->act);
+                continue;
+            }
+            for (oh0 = 0; oh0 < p->h_out; oh0 += band) {
+                struct im2col_job job = {
+                    .p = p, .x = x, .col = col,
+                    .oh0 = oh0, .nrows = min_size(band, p->h_out - oh0),
+                };
+                size_t cols = job.nrows * p->w_out;
+                float *yb = y + oh0 * p->w_out;
+
+                cvc_parallel(im2col_rows, &job, k, cols);
+                sgemm(cout_g, cols, k, wg, col, yb, plane_out);
+                epilogue(yb, cout_g, cols, plane_out, bg, p->act);
+            }
+        }
+    }
+    free(col);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Depthwise convolution: one input channel per group
+ *
+ * Each input plane is first copied into a scratch image that is zero-padded
+ * on the left and right and split into stride_w column phases: phase f of a
+ * row holds the padded columns f, f + s, f + 2s, ... (s = stride_w). Output
+ * column ow of tap kj reads padded column s * ow + kj * dil_w, which is entry
+ * ow + c / s of phase c % s (c = kj * dil_w): consecutive output columns read
+ * consecutive floats, for any stride, and no read needs a bounds check.
+ * Rows in the top or bottom padding simply contribute no taps.
+ */
+
+/* Function clones for newer x86_64 (AVX2, AVX-512) picked at load time. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define CVC_TARGET_CLONES \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define CVC_TARGET_CLONES
+#endif
+
+struct dw_job {
+    const struct cvc_conv *p;
+    const float *in, *w, *bias;
+    float *out;
+    size_t phase_len;   /* floats in one phase of a scratch row */
+    atomic_int failed;
+};
+
+/* One scratch row: the padded input row ih, split into stride_w phases. */
+static void dw_split_row(const struct dw_job *j, const float *xr, float *dst)
+{
+    const struct cvc_conv *p = j->p;
+    size_t s = p->stride_w, f, m, lo, hi;
+
+    for (f = 0; f < s; f++) {
+        float *d = dst + f * j->phase_len;
+        ptrdiff_t off = (ptrdiff_t)f - (ptrdiff_t)p->pad_left;
+
+        /* Entry m is input column f + s * m - pad_left. */
+        tap_range(off, s, p->w_in, j->phase_len, &lo, &hi);
+        memset(d, 0, lo * sizeof(float));
+        for (m = lo; m < hi; m++) {
+            d[m] = xr[(ptrdiff_t)(s * m) + off];
+        }
+        memset(d + hi, 0, (j->phase_len - hi) * sizeof(float));
+    }
+}
+
+/*
+ * A block of output columns as GNU C vectors: the accumulators stay in
+ * registers across the taps (4 SSE, 2 AVX or 1 AVX-512 register each).
+ * aligned(4): loads from the scratch rows need not be aligned.
+ */
+typedef float cvc_vec __attribute__((vector_size(64), aligned(4)));
+#define VEC_LEN (sizeof(cvc_vec) / sizeof(float))
+
+/*
+ * One output row: y[ow] = act(b + sum_t tw[t] * tp[t][ow]), (2 * VEC_LEN) columns
+ * at a time (the scratch rows have room for a last block's overhang).
+ */
+CVC_TARGET_CLONES
+static void dw_row(float *y, size_t w_out, const float *const *tp,
+                   const float *tw, size_t ntaps, float b, unsigned act)
+{
+    size_t ow0, t;
+
+    for (ow0 = 0; ow0 < w_out; ow0 += 2 * VEC_LEN) {
+        cvc_vec acc0 = { 0 }, acc1;
+        float res[2 * VEC_LEN];
+
+        acc0 += b;
+        acc1 = acc0;
+        for (t = 0; t < ntaps; t++) {
+            const cvc_vec *src = (const cvc_vec *)(tp[t] + ow0);
+
+            acc0 += tw[t] * src[0];
+            acc1 += tw[t] * src[1];
+        }
+        memcpy(res, &acc0, sizeof(acc0));
+        memcpy(res + VEC_LEN, &acc1, sizeof(acc1));
+        act_row(res, 2 * VEC_LEN, act);
+        memcpy(y + ow0, res, min_size(2 * VEC_LEN, w_out - ow0) * sizeof(float));
+    }
+}
+
+/* Planes [begin, end) of the output, plane = n * c_out + co. */
+static void depthwise_planes(void *opaque, size_t begin, size_t end)
+{
+    struct dw_job *j = opaque;
+    const struct cvc_conv *p = j->p;
+    size_t mult = p->c_out / p->c_in;  /* output channels per input channel */
+    size_t taps = (size_t)p->kh * p->kw;
+    size_t row_len = p->stride_w * j->phase_len;
+    size_t plane_in = (size_t)p->h_in * p->w_in;
+    size_t plane_out = (size_t)p->h_out * p->w_out;
+    const float **tp;
+    float *scratch, *tw;
+    size_t pl, ih, oh, ki, kj;
+
+    scratch = malloc(p->h_in * row_len * sizeof(float) +
+                     taps * (sizeof(float) + sizeof(*tp)));
+    if (!scratch) {
+        atomic_store(&j->failed, 1);
+        return;
+    }
+    tp = (const float **)(scratch + p->h_in * row_len);
+    tw = (float *)(tp + taps);
+
+    for (pl = begin; pl < end; pl++) {
+        size_t n = pl / p->c_out, co = pl % p->c_out;
+        const float *x = j->in + (n * p->c_in + co / mult) * plane_in;
+        const float *wk = j->w + co * taps;
+        float b = j->bias ? j->bias[co] : 0.0f;
+        float *y = j->out + pl * plane_out;
+
+        /* Planes sharing an input channel (mult > 1) share the scratch. */
+        if (pl == begin || co % mult == 0) {
+            for (ih = 0; ih < p->h_in; ih++) {
+                dw_split_row(j, x + ih * p->w_in, scratch + ih * row_len);
+            }
+        }
+        for (oh = 0; oh < p->h_out; oh++) {
+            size_t nt = 0;
+
+            for (ki = 0; ki < p->kh; ki++) {
+                ptrdiff_t r = tap_row(oh, ki, p->stride_h, p->dil_h,
+                                      p->pad_top, p->h_in);
+
+                for (kj = 0; r >= 0 && kj < p->kw; kj++) {
+                    size_t c = kj * p->dil_w;
+
+                    tp[nt] = scratch + (size_t)r * row_len +
+                             c % p->stride_w * j->phase_len + c / p->stride_w;
+                    tw[nt++] = wk[ki * p->kw + kj];
+                }
+            }
+            dw_row(y + oh * p->w_out, p->w_out, tp, tw, nt, b, p->act);
+        }
+    }
+    free(scratch);
+}
+
+static int conv_depthwise(const struct cvc_conv *p, const float *in,
+                          const float *w, const float *bias, float *out)
+{
+    size_t blocks = (p->w_out + (2 * VEC_LEN) - 1) / (2 * VEC_LEN);
+    struct dw_job job = {
+        .p = p, .in = in, .w = w, .bias = bias, .out = out,
+        /* Room for whole blocks, plus the taps' shift c / stride_w. */
+        .phase_len = blocks * (2 * VEC_LEN) +
+                     (size_t)(p->kw - 1) * p->dil_w / p->stride_w + 1,
+    };
+
+    atomic_init(&job.failed, 0);
+    cvc_parallel(depthwise_planes, &job, (size_t)p->n * p->c_out,
+                 (size_t)p->h_out * p->w_out * p->kh * p->kw);
+    return atomic_load(&job.failed) ? -1 : 0;
+}
+
+int cvc_conv2d(const struct cvc_conv *p, const float *in, const float *w,
+               const float *bias, float *out)
+{
+    if (p->c_in == p->groups) {
+        return conv_depthwise(p, in, w, bias, out);
+    }
+    return conv_gemm(p, in, w, bias, out);
+}
+
+uint64_t cvc_conv_macs(const struct cvc_conv *p)
+{
+    return (uint64_t)p->n * p->c_out * p->h_out * p->w_out *
+           (p->c_in / p->groups) * p->kh * p->kw;
+}
+
+/* ------------------------------------------------------------------------
+ * Pooling
+ */
+
+struct plane_job {
+    const struct cvc_pool *p;
+    const float *in;
+    float *out;
+};
+
+/* yr[ow] += xr[ow * stride + off] for ow in [lo, hi). */
+static void add_strided(float *yr, const float *xr, ptrdiff_t off,
+                        size_t stride, size_t lo, size_t hi)
+{
+    size_t ow;
+
+    if (stride == 1) {
+        for (ow = lo; ow < hi; ow++) {
+            yr[ow] += xr[(ptrdiff_t)ow + off];
+        }
+    } else {
+        for (ow = lo; ow < hi; ow++) {
+            yr[ow] += xr[(ptrdiff_t)(ow * stride) + off];
+        }
+    }
+}
+
+/* yr[ow] = max(yr[ow], xr[ow * stride + off]) for ow in [lo, hi). */
+static void max_strided(float *yr, const float *xr, ptrdiff_t off,
+                        size_t stride, size_t lo, size_t hi)
+{
+    size_t ow;
+
+    if (stride == 1) {
+        for (ow = lo; ow < hi; ow++) {
+            float v = xr[(ptrdiff_t)ow + off];
+            yr[ow] = v > yr[ow] ? v : yr[ow];
+        }
+    } else {
+        for (ow = lo; ow < hi; ow++) {
+            float v = xr[(ptrdiff_t)(ow * stride) + off];
+            yr[ow] = v > yr[ow] ? v : yr[ow];
+        }
+    }
+}
+
+/* The plain sum of a contiguous run (global pooling). */
+static float sum_run(const float *x, size_t len)
+{
+    float acc[8] = { 0 };
+    float s = 0.0f;
+    size_t i, l;
+
+    /* Eight partial sums: vectorizable without reassociation flags. */
+    for (i = 0; i + 8 <= len; i += 8) {
+        for (l = 0; l < 8; l++) {
+            acc[l] += x[i + l];
+        }
+    }
+    for (; i < len; i++) {
+        s += x[i];
+    }
+    for (l = 0; l < 8; l++) {
+        s += acc[l];
+    }
+    return s;
+}
+
+static bool is_global(const struct cvc_pool *p)
+{
+    return p->h_out == 1 && p->w_out == 1 && p->kh == p->h_in &&
+           p->kw == p->w_in && p->pad_top == 0 && p->pad_left == 0;
+}
+
+/* One output plane of max (is_max) or average pooling. */
+static void pool_plane(const struct cvc_pool *p, const float *x, float *y,
+                       bool is_max)
+{
+    float scale = 1.0f / (float)((size_t)p->kh * p->kw);
+    size_t oh, ow, ki, kj;
+
+    if (is_global(p)) {
+        size_t len = (size_t)p->h_in * p->w_in;
+
+        if (is_max) {
+            y[0] = -INFINITY;
+            for (ow = 0; ow < len; ow++) {
+                y[0] = x[ow] > y[0] ? x[ow] : y[0];
+            }
+        } else {
+            y[0] = sum_run(x, len) * scale;
+        }
+        act_row(y, 1, p->act);
+        return;
+    }
+
+    for (oh = 0; oh < p->h_out; oh++) {
+        float *yr = y + oh * p->w_out;
+
+        for (ow = 0; ow < p->w_out; ow++) {
+            yr[ow] = is_max ? -INFINITY : 0.0f;
+        }
+        for (ki = 0; ki < p->kh; ki++) {
+            ptrdiff_t ih = tap_row(oh, ki, p->stride_h, 1, p->pad_top,
+                                   p->h_in);
+            const float *xr;
+
+            if (ih < 0) {
+                continue;
+            }
+            xr = x + (size_t)ih * p->w_in;
+            for (kj = 0; kj < p->kw; kj++) {
+                ptrdiff_t off = (ptrdiff_t)kj - (ptrdiff_t)p->pad_left;
+                size_t lo, hi;
+
+                tap_range(off, p->stride_w, p->w_in, p->w_out, &lo, &hi);
+                if (is_max) {
+                    max_strided(yr, xr, off, p->stride_w, lo, hi);
+                } else {
+                    add_strided(yr, xr, off, p->stride_w, lo, hi);
+                }
+            }
+        }
+        if (!is_max) {
+            for (ow = 0; ow < p->w_out; ow++) {
+                yr[ow] *= scale;
+            }
+        }
+        act_row(yr, p->w_out, p->act);
+    }
+}
+
+static void maxpool_planes(void *opaque, size_t begin, size_t end)
+{
+    const struct plane_job *j = opaque;
+    const struct cvc_pool *p = j->p;
+    size_t plane_in = (size_t)p->h_in * p->w_in;
+    size_t plane_out = (size_t)p->h_out * p->w_out;
+    size_t pl;
+
+    for (pl = begin; pl < end; pl++) {
+        pool_plane(p, j->in + pl * plane_in, j->out + pl * plane_out, true);
+    }
+}
+
+static void avgpool_planes(void *opaque, size_t begin, size_t end)
+{
+    const struct plane_job *j = opaque;
+    const struct cvc_pool *p = j->p;
+    size_t plane_in = (size_t)p->h_in * p->w_in;
+    size_t plane_out = (size_t)p->h_out * p->w_out;
+    size_t pl;
+
+    for (pl = begin; pl < end; pl++) {
+        pool_plane(p, j->in + pl * plane_in, j->out + pl * plane_out, false);
+    }
+}
+
+static size_t pool_work(const struct cvc_pool *p)
+{
+    return (size_t)p->h_out * p->w_out * p->kh * p->kw;
+}
+
+int cvc_maxpool2d(const struct cvc_pool *p, const float *in, float *out)
+{
+    struct plane_job job = { .p = p, .in = in, .out = out };
+
+    cvc_parallel(maxpool_planes, &job, (size_t)p->n * p->c, pool_work(p));
+    return 0;
+}
+
+int cvc_avgpool2d(const struct cvc_pool *p, const float *in, float *out)
+{
+    struct plane_job job = { .p = p, .in = in, .out = out };
+
+    cvc_parallel(avgpool_planes, &job, (size_t)p->n * p->c, pool_work(p));
+    return 0;
+}

@@ -1,0 +1,476 @@
+/*
+ * convaccel: the job engine, run on the device's worker thread.
+ *
+ * A job is checked whole before any layer runs: every descriptor field and
+ * every address range, so a bad job touches no memory. Then each layer's
+ * tensors are read from guest RAM, computed on the host by the compute
+ * library, and the output written back. Writes to guest memory happen under
+ * the device lock and only while the job's generation is current, so a
+ * reset stops a job's writes at once.
+ *
+ * SPDX-License-Identifier: GPL-2.0-or-later
+ */
+#include "qemu/osdep.h"
+#include "qemu/bswap.h"
+#include "qemu/log.h"
+#include "qemu/main-loop.h"
+#include "qemu/timer.h"
+#include "qemu/rcu.h"
+#include "exec/memory.h"
+#include "trace.h"
+#include "convaccel.h"
+#include "convaccel_compute.h"
+
+typedef struct Layer {
+    uint32_t op, flags;
+    uint32_t n, c_in, h_in, w_in, c_out, h_out, w_out, groups;
+    uint32_t kh, kw, stride_h, stride_w, dil_h, dil_w;
+    uint32_t pad_top, pad_bottom, pad_left, pad_right;
+    uint64_t input, weight, bias, output;
+    bool rsvd_nonzero;
+    /* derived by convaccel_check_layer() */
+    uint64_t in_bytes, w_bytes, b_bytes, out_bytes;
+} Layer;
+
+typedef struct JobCounters {
+    uint64_t macs, bytes_read, bytes_written, host_ns, cycles;
+} JobCounters;
+
+static const char *const convaccel_err_names[CONVACCEL_ERR_COUNT] = {
+    [CONVACCEL_ERR_OK] = "ok",
+    [CONVACCEL_ERR_MAGIC] = "bad job magic",
+    [CONVACCEL_ERR_LAYER_COUNT] = "bad layer count",
+    [CONVACCEL_ERR_RESERVED] = "reserved field not zero",
+    [CONVACCEL_ERR_OP] = "unknown operation",
+    [CONVACCEL_ERR_SHAPE] = "bad shape",
+    [CONVACCEL_ERR_KERNEL] = "bad kernel, stride or dilation",
+    [CONVACCEL_ERR_PAD] = "bad padding",
+    [CONVACCEL_ERR_GROUPS] = "bad groups",
+    [CONVACCEL_ERR_TOO_LARGE] = "tensor too large",
+    [CONVACCEL_ERR_DMA] = "DMA error",
+    [CONVACCEL_ERR_INJECTED] = "injected error",
+    [CONVACCEL_ERR_NO_MEMORY] = "out of device memory",
+};
+
+/* Is [addr, addr + len) entirely guest RAM (writable RAM if is_write)? */
+static bool dma_range_ok(ConvAccelState *s, uint64_t addr, uint64_t len,
+                         bool is_write)
+{
+    if (len == 0 || addr + len < addr) {
+        return false;
+    }
+    RCU_READ_LOCK_GUARD();
+    while (len) {
+        hwaddr xlat, plen = len;
+        MemoryRegion *mr = address_space_translate(s->as, addr, &xlat, &plen,
+                                                   is_write,
+                                                   MEMTXATTRS_UNSPECIFIED);
+
+        if (!memory_region_is_ram(mr) || memory_region_is_romd(mr) ||
+            (is_write && mr->readonly) || plen == 0) {
+            return false;
+        }
+        addr += plen;
+        len -= plen;
+    }
+    return true;
+}
+
+static bool dma_read(ConvAccelState *s, uint64_t addr, void *buf, uint64_t len)
+{
+    return dma_range_ok(s, addr, len, false) &&
+           address_space_read(s->as, addr, MEMTXATTRS_UNSPECIFIED, buf,
+                              len) == MEMTX_OK;
+}
+
+/* Write to guest RAM unless a reset has happened since generation gen. */
+static bool dma_write(ConvAccelState *s, uint32_t gen, uint64_t addr,
+                      const void *buf, uint64_t len)
+{
+    bool ok = false;
+
+    qemu_mutex_lock(&s->lock);
+    if (gen == s->generation && dma_range_ok(s, addr, len, true)) {
+        ok = address_space_write(s->as, addr, MEMTXATTRS_UNSPECIFIED, buf,
+                                 len) == MEMTX_OK;
+    }
+    qemu_mutex_unlock(&s->lock);
+    return ok;
+}
+
+static void parse_layer(const uint8_t *d, Layer *l)
+{
+    memset(l, 0, sizeof(*l));
+    l->op = ldl_le_p(d + CONVACCEL_LAYER_OP_OFF);
+    l->flags = ldl_le_p(d + CONVACCEL_LAYER_FLAGS_OFF);
+    l->n = ldl_le_p(d + CONVACCEL_LAYER_N_OFF);
+    l->c_in = ldl_le_p(d + CONVACCEL_LAYER_C_IN_OFF);
+    l->h_in = ldl_le_p(d + CONVACCEL_LAYER_H_IN_OFF);
+    l->w_in = ldl_le_p(d + CONVACCEL_LAYER_W_IN_OFF);
+    l->c_out = ldl_le_p(d + CONVACCEL_LAYER_C_OUT_OFF);
+    l->h_out = ldl_le_p(d + CONVACCEL_LAYER_H_OUT_OFF);
+    l->w_out = ldl_le_p(d + CONVACCEL_LAYER_W_OUT_OFF);
+    l->groups = ldl_le_p(d + CONVACCEL_LAYER_GROUPS_OFF);
+    l->kh = ldl_le_p(d + CONVACCEL_LAYER_KH_OFF);
+    l->kw = ldl_le_p(d + CONVACCEL_LAYER_KW_OFF);
+    l->stride_h = ldl_le_p(d + CONVACCEL_LAYER_STRIDE_H_OFF);
+    l->stride_w = ldl_le_p(d + CONVACCEL_LAYER_STRIDE_W_OFF);
+    l->dil_h = ldl_le_p(d + CONVACCEL_LAYER_DIL_H_OFF);
+    l->dil_w = ldl_le_p(d + CONVACCEL_LAYER_DIL_W_OFF);
+    l->pad_top = ldl_le_p(d + CONVACCEL_LAYER_PAD_TOP_OFF);
+    l->pad_bottom = ldl_le_p(d + CONVACCEL_LAYER_PAD_BOTTOM_OFF);
+    l->pad_left = ldl_le_p(d + CONVACCEL_LAYER_PAD_LEFT_OFF);
+    l->pad_right = ldl_le_p(d + CONVACCEL_LAYER_PAD_RIGHT_OFF);
+    l->input = ldq_le_p(d + CONVACCEL_LAYER_INPUT_OFF);
+    l->weight = ldq_le_p(d + CONVACCEL_LAYER_WEIGHT_OFF);
+    l->bias = ldq_le_p(d + CONVACCEL_LAYER_FLAG_BIAS_OFF);
+    l->output = ldq_le_p(d + CONVACCEL_LAYER_OUTPUT_OFF);
+    l->rsvd_nonzero = ldq_le_p(d + CONVACCEL_LAYER_RSVD_OFF) ||
+                      ldq_le_p(d + CONVACCEL_LAYER_RSVD_OFF + 8);
+}
+
+/* Output size along one axis, or 0 if the kernel does not fit. */
+static uint64_t out_size(uint32_t in, uint32_t pad_a, uint32_t pad_b,
+                         uint32_t k, uint32_t stride, uint32_t dil)
+{
+    uint64_t padded = (uint64_t)in + pad_a + pad_b;
+    uint64_t span = (uint64_t)dil * (k - 1) + 1;
+
+    return padded < span ? 0 : (padded - span) / stride + 1;
+}
+
+#define FAIL(code, ...) do { \
+        g_autofree char *why_ = g_strdup_printf(__VA_ARGS__); \
+        qemu_log_mask(LOG_GUEST_ERROR, "convaccel: layer %u: %s: %s\n", \
+                      index, convaccel_err_names[code], why_); \
+        return code; \
+    } while (0)
+
+static bool in_range(uint32_t v, uint32_t lo, uint32_t hi)
+{
+    return v >= lo && v <= hi;
+}
+
+/* Validate one layer completely; 0 or a CONVACCEL_ERR_* code. */
+static uint32_t check_layer(ConvAccelState *s, Layer *l, uint32_t index)
+{
+    const uint64_t max_bytes = (uint64_t)CONVACCEL_MAX_TENSOR_MB_VALUE << 20;
+    const uint32_t maxk = CONVACCEL_MAX_KERNEL_VALUE;
+    bool conv = l->op == CONVACCEL_LAYER_OP_CONV;
+    uint32_t act = (l->flags & CONVACCEL_LAYER_ACT_MASK) >> CONVACCEL_LAYER_ACT_SHIFT;
+
+    if (!conv && l->op != CONVACCEL_LAYER_OP_MAXPOOL && l->op != CONVACCEL_LAYER_OP_AVGPOOL) {
+        FAIL(CONVACCEL_ERR_OP, "op %u", l->op);
+    }
+    if ((l->flags & ~CONVACCEL_LAYER_FLAGS_VALID) || act > CONVACCEL_LAYER_ACT_RELU6 ||
+        l->rsvd_nonzero) {
+        FAIL(CONVACCEL_ERR_RESERVED, "flags 0x%x or reserved words", l->flags);
+    }
+    if (!conv && ((l->flags & CONVACCEL_LAYER_FLAG_BIAS) || l->weight || l->bias)) {
+        FAIL(CONVACCEL_ERR_RESERVED, "pooling takes no weight or bias");
+    }
+    if (conv && !(l->flags & CONVACCEL_LAYER_FLAG_BIAS) && l->bias) {
+        FAIL(CONVACCEL_ERR_RESERVED, "bias address without the BIAS flag");
+    }
+    if (!in_range(l->n, 1, CONVACCEL_MAX_DIM_VALUE) ||
+        !in_range(l->h_in, 1, CONVACCEL_MAX_DIM_VALUE) ||
+        !in_range(l->w_in, 1, CONVACCEL_MAX_DIM_VALUE) ||
+        !in_range(l->h_out, 1, CONVACCEL_MAX_DIM_VALUE) ||
+        !in_range(l->w_out, 1, CONVACCEL_MAX_DIM_VALUE) ||
+        !in_range(l->c_in, 1, CONVACCEL_MAX_CHANNELS_VALUE) ||
+        !in_range(l->c_out, 1, CONVACCEL_MAX_CHANNELS_VALUE)) {
+        FAIL(CONVACCEL_ERR_SHAPE, "a size is 0 or above its limit");
+    }
+    if (!in_range(l->kh, 1, maxk) || !in_range(l->kw, 1, maxk) ||
+        !in_range(l->stride_h, 1, maxk) || !in_range(l->stride_w, 1, maxk) ||
+        !in_range(l->dil_h, 1, maxk) || !in_range(l->dil_w, 1, maxk)) {
+        FAIL(CONVACCEL_ERR_KERNEL, "kernel %ux%u stride %ux%u dilation %ux%u",
+             l->kh, l->kw, l->stride_h, l->stride_w, l->dil_h, l->dil_w);
+    }
+    if (!conv && (l->dil_h != 1 || l->dil_w != 1)) {
+        FAIL(CONVACCEL_ERR_KERNEL, "pooling has no dilation");
+    }
+    if (MAX(MAX(l->pad_top, l->pad_bottom), MAX(l->pad_left, l->pad_right)) >
+        CONVACCEL_MAX_PAD_VALUE) {
+        FAIL(CONVACCEL_ERR_PAD, "padding above %d", CONVACCEL_MAX_PAD_VALUE);
+    }
+    if (!conv && (l->pad_top >= l->kh || l->pad_bottom >= l->kh ||
+                  l->pad_left >= l->kw || l->pad_right >= l->kw)) {
+        FAIL(CONVACCEL_ERR_PAD, "pooling padding must be below the kernel size");
+    }
+    if (conv) {
+        if (l->groups == 0 || l->c_in % l->groups || l->c_out % l->groups) {
+            FAIL(CONVACCEL_ERR_GROUPS, "groups %u for %u -> %u channels",
+                 l->groups, l->c_in, l->c_out);
+        }
+    } else if (l->groups != 1 || l->c_out != l->c_in) {
+        FAIL(CONVACCEL_ERR_SHAPE, "pooling needs groups 1 and c_out == c_in");
+    }
+    if (out_size(l->h_in, l->pad_top, l->pad_bottom, l->kh, l->stride_h,
+                 l->dil_h) != l->h_out ||
+        out_size(l->w_in, l->pad_left, l->pad_right, l->kw, l->stride_w,
+                 l->dil_w) != l->w_out) {
+        FAIL(CONVACCEL_ERR_SHAPE, "output %ux%u does not follow from the input "
+             "%ux%u and the kernel", l->h_out, l->w_out, l->h_in, l->w_in);
+    }
+
+    l->in_bytes = (uint64_t)l->n * l->c_in * l->h_in * l->w_in * 4;
+    l->out_bytes = (uint64_t)l->n * l->c_out * l->h_out * l->w_out * 4;
+    if (conv) {
+        l->w_bytes = (uint64_t)l->c_out * (l->c_in / l->groups) * l->kh * l->kw * 4;
+        l->b_bytes = (l->flags & CONVACCEL_LAYER_FLAG_BIAS) ? (uint64_t)l->c_out * 4 : 0;
+    }
+    if (l->in_bytes > max_bytes || l->out_bytes > max_bytes ||
+        l->w_bytes > max_bytes) {
+        FAIL(CONVACCEL_ERR_TOO_LARGE, "a tensor is above %d MiB",
+             CONVACCEL_MAX_TENSOR_MB_VALUE);
+    }
+    if (!dma_range_ok(s, l->input, l->in_bytes, false) ||
+        !dma_range_ok(s, l->output, l->out_bytes, true) ||
+        (l->w_bytes && !dma_range_ok(s, l->weight, l->w_bytes, false)) ||
+        (l->b_bytes && !dma_range_ok(s, l->bias, l->b_bytes, false))) {
+        FAIL(CONVACCEL_ERR_DMA, "a tensor address range is not guest RAM");
+    }
+    return CONVACCEL_ERR_OK;
+}
+
+#undef FAIL
+
+static struct cvc_conv to_conv(const Layer *l)
+{
+    return (struct cvc_conv) {
+        .n = l->n, .c_in = l->c_in, .h_in = l->h_in, .w_in = l->w_in,
+        .c_out = l->c_out, .h_out = l->h_out, .w_out = l->w_out,
+        .kh = l->kh, .kw = l->kw, .stride_h = l->stride_h,
+        .stride_w = l->stride_w, .dil_h = l->dil_h, .dil_w = l->dil_w,
+        .pad_top = l->pad_top, .pad_left = l->pad_left, .groups = l->groups,
+        .act = (l->flags & CONVACCEL_LAYER_ACT_MASK) >> CONVACCEL_LAYER_ACT_SHIFT,
+    };
+}
+
+static struct cvc_pool to_pool(const Layer *l)
+{
+    return (struct cvc_pool) {
+        .n = l->n, .c = l->c_in, .h_in = l->h_in, .w_in = l->w_in,
+        .h_out = l->h_out, .w_out = l->w_out, .kh = l->kh, .kw = l->kw,
+        .stride_h = l->stride_h, .stride_w = l->stride_w,
+        .pad_top = l->pad_top, .pad_left = l->pad_left,
+        .act = (l->flags & CONVACCEL_LAYER_ACT_MASK) >> CONVACCEL_LAYER_ACT_SHIFT,
+    };
+}
+
+/* Modelled cycles of one layer on the hypothetical silicon (docs/hardware.md). */
+static uint64_t model_cycles(const Layer *l)
+{
+    const uint64_t a = CONVACCEL_MODEL_ARRAY;
+    uint64_t positions = (uint64_t)l->n * l->h_out * l->w_out * l->kh * l->kw;
+    uint64_t bytes = l->in_bytes + l->w_bytes + l->b_bytes + l->out_bytes;
+    uint64_t compute, dma = DIV_ROUND_UP(bytes, CONVACCEL_MODEL_DMA_BYTES);
+
+    if (l->op == CONVACCEL_LAYER_OP_CONV) {
+        uint64_t cin_g = l->c_in / l->groups, cout_g = l->c_out / l->groups;
+
+        compute = positions * l->groups * DIV_ROUND_UP(cin_g, a) *
+                  DIV_ROUND_UP(cout_g, a);
+    } else {
+        compute = DIV_ROUND_UP(positions * l->c_in, CONVACCEL_MODEL_POOL_LANES);
+    }
+    return MAX(compute, dma) + CONVACCEL_MODEL_LAYER_CYCLES;
+}
+
+/* Run one checked layer: read, compute, write. 0 or a CONVACCEL_ERR_* code. */
+static uint32_t run_layer(ConvAccelState *s, uint32_t gen, const Layer *l,
+                          JobCounters *c)
+{
+    g_autofree float *in = g_try_malloc(l->in_bytes);
+    g_autofree float *out = g_try_malloc(l->out_bytes);
+    g_autofree float *w = l->w_bytes ? g_try_malloc(l->w_bytes) : NULL;
+    g_autofree float *b = l->b_bytes ? g_try_malloc(l->b_bytes) : NULL;
+    int64_t t0;
+    int ret;
+
+    if (!in || !out || (l->w_bytes && !w) || (l->b_bytes && !b)) {
+        return CONVACCEL_ERR_NO_MEMORY;
+    }
+    if (!dma_read(s, l->input, in, l->in_bytes) ||
+        (w && !dma_read(s, l->weight, w, l->w_bytes)) ||
+        (b && !dma_read(s, l->bias, b, l->b_bytes))) {
+        return CONVACCEL_ERR_DMA;
+    }
+    t0 = get_clock();
+    if (l->op == CONVACCEL_LAYER_OP_CONV) {
+        struct cvc_conv p = to_conv(l);
+
+        ret = cvc_conv2d(&p, in, w, b, out);
+        c->macs += cvc_conv_macs(&p);
+    } else {
+        struct cvc_pool p = to_pool(l);
+
+        ret = l->op == CONVACCEL_LAYER_OP_MAXPOOL ? cvc_maxpool2d(&p, in, out) :
+                                              cvc_avgpool2d(&p, in, out);
+    }
+    c->host_ns += get_clock() - t0;
+    if (ret) {
+        return CONVACCEL_ERR_NO_MEMORY;
+    }
+    if (!dma_write(s, gen, l->output, out, l->out_bytes)) {
+        return CONVACCEL_ERR_DMA;
+    }
+    c->bytes_read += l->in_bytes + l->w_bytes + l->b_bytes;
+    c->bytes_written += l->out_bytes;
+    c->cycles += model_cycles(l);
+    return CONVACCEL_ERR_OK;
+}
+
+/* Wait until a reset (generation change) or, with a deadline, until then. */
+static void wait_for_reset(ConvAccelState *s, uint32_t gen, int64_t deadline_ns)
+{
+    qemu_mutex_lock(&s->lock);
+    while (gen == s->generation && !s->stopping) {
+        if (deadline_ns < 0) {
+            qemu_cond_wait(&s->cond, &s->lock);
+        } else {
+            int64_t left = deadline_ns - get_clock();
+
+            if (left <= 0) {
+                break;
+            }
+            qemu_cond_timedwait(&s->cond, &s->lock, MAX(1, left / SCALE_MS));
+        }
+    }
+    qemu_mutex_unlock(&s->lock);
+}
+
+static void write_result(ConvAccelState *s, uint32_t gen, uint64_t addr,
+                         const ConvAccelDone *d, uint32_t layers_done,
+                         const JobCounters *c)
+{
+    uint8_t r[CONVACCEL_RESULT_SIZE] = { 0 };
+
+    stl_le_p(r + CONVACCEL_RESULT_STATUS_OFF, d->status);
+    stl_le_p(r + CONVACCEL_RESULT_LAYER_OFF, d->layer);
+    stl_le_p(r + CONVACCEL_RESULT_TAG_OFF, d->tag);
+    stl_le_p(r + CONVACCEL_RESULT_LAYERS_DONE_OFF, layers_done);
+    stq_le_p(r + CONVACCEL_RESULT_MACS_OFF, c->macs);
+    stq_le_p(r + CONVACCEL_RESULT_BYTES_READ_OFF, c->bytes_read);
+    stq_le_p(r + CONVACCEL_RESULT_BYTES_WRITTEN_OFF, c->bytes_written);
+    stq_le_p(r + CONVACCEL_RESULT_HOST_NS_OFF, c->host_ns);
+    stq_le_p(r + CONVACCEL_RESULT_CYCLES_OFF, c->cycles);
+    if (!dma_write(s, gen, addr, r, sizeof(r))) {
+        qemu_log_mask(LOG_GUEST_ERROR, "convaccel: job tag %u: result address "
+                      "0x%" PRIx64 " is not guest RAM\n", d->tag, addr);
+    }
+}
+
+/*
+ * Run the job; false if it was abandoned (reset, or the hang fault), in
+ * which case nothing is reported.
+ */
+static bool run_job(ConvAccelState *s, const ConvAccelJob *job, uint32_t gen,
+                    ConvAccelDone *d)
+{
+    uint8_t hdr[CONVACCEL_JOB_SIZE];
+    g_autofree uint8_t *descs = NULL;
+    g_autofree Layer *layers = NULL;
+    JobCounters c = { .cycles = CONVACCEL_MODEL_JOB_CYCLES };
+    uint64_t layers_addr, result_addr = 0;
+    uint32_t i, count = 0, done = 0, index = CONVACCEL_RESULT_LAYER_JOB;
+
+    *d = (ConvAccelDone) { .layer = CONVACCEL_RESULT_LAYER_JOB,
+                           .lost_irq = job->faults & CONVACCEL_FAULT_LOST_IRQ };
+    if (!dma_read(s, job->addr, hdr, sizeof(hdr))) {
+        qemu_log_mask(LOG_GUEST_ERROR, "convaccel: job descriptor at 0x%"
+                      PRIx64 " is not guest RAM\n", job->addr);
+        d->status = CONVACCEL_ERR_DMA;
+        return true;
+    }
+    d->tag = ldl_le_p(hdr + CONVACCEL_JOB_TAG_OFF);
+    result_addr = ldq_le_p(hdr + CONVACCEL_JOB_RESULT_OFF);
+    count = ldl_le_p(hdr + CONVACCEL_JOB_LAYER_COUNT_OFF);
+    layers_addr = ldq_le_p(hdr + CONVACCEL_JOB_LAYERS_OFF);
+    trace_convaccel_job_start(d->tag, job->addr, count);
+
+    if (job->delay_us) {
+        wait_for_reset(s, gen, get_clock() + job->delay_us * SCALE_US);
+    }
+    if (job->faults & CONVACCEL_FAULT_HANG) {
+        trace_convaccel_job_hang(d->tag);
+        wait_for_reset(s, gen, -1);
+        return false;
+    }
+
+    if (ldl_le_p(hdr + CONVACCEL_JOB_MAGIC_OFF) != CONVACCEL_JOB_MAGIC) {
+        d->status = CONVACCEL_ERR_MAGIC;
+    } else if (ldl_le_p(hdr + CONVACCEL_JOB_FLAGS_OFF)) {
+        d->status = CONVACCEL_ERR_RESERVED;
+    } else if (!in_range(count, 1, CONVACCEL_MAX_LAYERS_VALUE)) {
+        d->status = CONVACCEL_ERR_LAYER_COUNT;
+    } else if (job->faults & CONVACCEL_FAULT_DMA_ERROR) {
+        d->status = CONVACCEL_ERR_DMA;
+    } else if (job->inject_error) {
+        d->status = CONVACCEL_ERR_INJECTED;
+    } else {
+        descs = g_malloc((size_t)count * CONVACCEL_LAYER_SIZE);
+        layers = g_new(Layer, count);
+        if (!dma_read(s, layers_addr, descs, (uint64_t)count * CONVACCEL_LAYER_SIZE)) {
+            d->status = CONVACCEL_ERR_DMA;
+        }
+        /* the whole job is checked before anything runs */
+        for (i = 0; i < count && !d->status; i++) {
+            parse_layer(descs + (size_t)i * CONVACCEL_LAYER_SIZE, &layers[i]);
+            d->status = check_layer(s, &layers[i], i);
+            index = i;
+        }
+        for (i = 0; i < count && !d->status; i++) {
+            index = i;
+            d->status = run_layer(s, gen, &layers[i], &c);
+            done += !d->status;
+        }
+    }
+    if (d->status) {
+        d->layer = index;
+        trace_convaccel_job_error(d->tag, index, d->status,
+                                  convaccel_err_names[d->status]);
+        qemu_log_mask(LOG_GUEST_ERROR, "convaccel: job tag %u failed at %s%u: %s\n",
+                      d->tag, index == CONVACCEL_RESULT_LAYER_JOB ? "job " : "layer ",
+                      index, convaccel_err_names[d->status]);
+    }
+    write_result(s, gen, result_addr, d, done, &c);
+    trace_convaccel_job_end(d->tag, d->status, c.macs, c.host_ns, c.cycles);
+    return true;
+}
+
+void *convaccel_worker(void *opaque)
+{
+    ConvAccelState *s = opaque;
+
+    rcu_register_thread();
+    qemu_mutex_lock(&s->lock);
+    while (!s->stopping) {
+        ConvAccelJob job;
+        ConvAccelDone done;
+        uint32_t gen;
+        bool report;
+
+        if (!s->q_count) {
+            qemu_cond_wait(&s->cond, &s->lock);
+            continue;
+        }
+        job = s->queue[s->q_head];
+        gen = s->generation;
+        qemu_mutex_unlock(&s->lock);
+
+        report = run_job(s, &job, gen, &done);
+
+        qemu_mutex_lock(&s->lock);
+        if (report && gen == s->generation) {
+            s->q_head = (s->q_head + 1) % CONVACCEL_QUEUE_DEPTH_VALUE;
+            s->q_count--;
+            s->done[s->done_count++] = done;
+            qemu_bh_schedule(s->done_bh);
+        }
+    }
+    qemu_mutex_unlock(&s->lock);
+    rcu_unregister_thread();
+    return NULL;
+}
