@@ -366,25 +366,44 @@ struct dw_job {
     float *out;
     size_t phase_len;   /* floats in one phase of a scratch row */
     atomic_int failed;
+    size_t *coff;       /* [kw]: where tap kj reads in a scratch row */
 };
 
-/* One scratch row: the padded input row ih, split into stride_w phases. */
-static void dw_split_row(const struct dw_job *j, const float *xr, float *dst)
+/*
+ * The scratch rows of one input plane x: padded, split into phases. Input
+ * column iw is padded column c = iw + pad_left: entry c / s of phase c % s.
+ */
+CVC_TARGET_CLONES
+static void dw_split_plane(const struct dw_job *j, const float *x, float *dst)
 {
     const struct cvc_conv *p = j->p;
-    size_t s = p->stride_w, f, m, lo, hi;
+    size_t s = p->stride_w, pl = p->pad_left, w_in = p->w_in;
+    size_t len = j->phase_len, ih, iw, i;
 
-    for (f = 0; f < s; f++) {
-        float *d = dst + f * j->phase_len;
-        ptrdiff_t off = (ptrdiff_t)f - (ptrdiff_t)p->pad_left;
+    memset(dst, 0, p->h_in * s * len * sizeof(float));
+    for (ih = 0; ih < p->h_in; ih++) {
+        const float *xr = x + ih * w_in;
+        float *d = dst + ih * s * len;
 
-        /* Entry m is input column f + s * m - pad_left. */
-        tap_range(off, s, p->w_in, j->phase_len, &lo, &hi);
-        memset(d, 0, lo * sizeof(float));
-        for (m = lo; m < hi; m++) {
-            d[m] = xr[(ptrdiff_t)(s * m) + off];
+        if (s == 1) {
+            memcpy(d + pl, xr, w_in * sizeof(float));
+        } else if (s == 2) {
+            /* Even input columns go to phase pl % 2, odd ones to the other. */
+            float *even = d + pl % 2 * len + pl / 2;
+            float *odd = d + (pl + 1) % 2 * len + (pl + 1) / 2;
+
+            for (i = 0; i < w_in / 2; i++) {
+                even[i] = xr[2 * i];
+                odd[i] = xr[2 * i + 1];
+            }
+            if (w_in % 2) {
+                even[w_in / 2] = xr[w_in - 1];
+            }
+        } else {
+            for (iw = 0; iw < w_in; iw++) {
+                d[(iw + pl) % s * len + (iw + pl) / s] = xr[iw];
+            }
         }
-        memset(d + hi, 0, (j->phase_len - hi) * sizeof(float));
     }
 }
 
@@ -397,7 +416,7 @@ typedef float cvc_vec __attribute__((vector_size(64), aligned(4)));
 #define VEC_LEN (sizeof(cvc_vec) / sizeof(float))
 
 /*
- * One output row: y[ow] = act(b + sum_t tw[t] * tp[t][ow]), (2 * VEC_LEN) columns
+ * One output row: y[ow] = act(b + sum_t tw[t] * tp[t][ow]), 2 * VEC_LEN columns
  * at a time (the scratch rows have room for a last block's overhang).
  */
 CVC_TARGET_CLONES
@@ -437,7 +456,7 @@ static void depthwise_planes(void *opaque, size_t begin, size_t end)
     size_t plane_out = (size_t)p->h_out * p->w_out;
     const float **tp;
     float *scratch, *tw;
-    size_t pl, ih, oh, ki, kj;
+    size_t pl, oh, ki, kj;
 
     scratch = malloc(p->h_in * row_len * sizeof(float) +
                      taps * (sizeof(float) + sizeof(*tp)));
@@ -457,9 +476,7 @@ static void depthwise_planes(void *opaque, size_t begin, size_t end)
 
         /* Planes sharing an input channel (mult > 1) share the scratch. */
         if (pl == begin || co % mult == 0) {
-            for (ih = 0; ih < p->h_in; ih++) {
-                dw_split_row(j, x + ih * p->w_in, scratch + ih * row_len);
-            }
+            dw_split_plane(j, x, scratch);
         }
         for (oh = 0; oh < p->h_out; oh++) {
             size_t nt = 0;
@@ -467,12 +484,10 @@ static void depthwise_planes(void *opaque, size_t begin, size_t end)
             for (ki = 0; ki < p->kh; ki++) {
                 ptrdiff_t r = tap_row(oh, ki, p->stride_h, p->dil_h,
                                       p->pad_top, p->h_in);
+                const float *row = scratch + (size_t)r * row_len;
 
                 for (kj = 0; r >= 0 && kj < p->kw; kj++) {
-                    size_t c = kj * p->dil_w;
-
-                    tp[nt] = scratch + (size_t)r * row_len +
-                             c % p->stride_w * j->phase_len + c / p->stride_w;
+                    tp[nt] = row + j->coff[kj];
                     tw[nt++] = wk[ki * p->kw + kj];
                 }
             }
@@ -485,17 +500,29 @@ static void depthwise_planes(void *opaque, size_t begin, size_t end)
 static int conv_depthwise(const struct cvc_conv *p, const float *in,
                           const float *w, const float *bias, float *out)
 {
-    size_t blocks = (p->w_out + (2 * VEC_LEN) - 1) / (2 * VEC_LEN);
+    size_t block = 2 * VEC_LEN;
+    size_t blocks = (p->w_out + block - 1) / block;
     struct dw_job job = {
         .p = p, .in = in, .w = w, .bias = bias, .out = out,
         /* Room for whole blocks, plus the taps' shift c / stride_w. */
-        .phase_len = blocks * (2 * VEC_LEN) +
+        .phase_len = blocks * block +
                      (size_t)(p->kw - 1) * p->dil_w / p->stride_w + 1,
     };
+    size_t kj;
 
+    job.coff = malloc(p->kw * sizeof(*job.coff));
+    if (!job.coff) {
+        return -1;
+    }
+    for (kj = 0; kj < p->kw; kj++) {
+        size_t c = kj * p->dil_w;  /* padded column of tap kj at ow = 0 */
+
+        job.coff[kj] = c % p->stride_w * job.phase_len + c / p->stride_w;
+    }
     atomic_init(&job.failed, 0);
     cvc_parallel(depthwise_planes, &job, (size_t)p->n * p->c_out,
                  (size_t)p->h_out * p->w_out * p->kh * p->kw);
+    free(job.coff);
     return atomic_load(&job.failed) ? -1 : 0;
 }
 

@@ -123,7 +123,7 @@ static void parse_layer(const uint8_t *d, Layer *l)
     l->pad_right = ldl_le_p(d + CONVACCEL_LAYER_PAD_RIGHT_OFF);
     l->input = ldq_le_p(d + CONVACCEL_LAYER_INPUT_OFF);
     l->weight = ldq_le_p(d + CONVACCEL_LAYER_WEIGHT_OFF);
-    l->bias = ldq_le_p(d + CONVACCEL_LAYER_FLAG_BIAS_OFF);
+    l->bias = ldq_le_p(d + CONVACCEL_LAYER_BIAS_OFF);
     l->output = ldq_le_p(d + CONVACCEL_LAYER_OUTPUT_OFF);
     l->rsvd_nonzero = ldq_le_p(d + CONVACCEL_LAYER_RSVD_OFF) ||
                       ldq_le_p(d + CONVACCEL_LAYER_RSVD_OFF + 8);
