@@ -343,16 +343,29 @@ static int conv_gemm(const struct cvc_conv *p, const float *in,
 /* ------------------------------------------------------------------------
  * Depthwise convolution: one input channel per group
  *
- * Each input plane is first copied into a scratch image that is zero-padded
- * on the left and right and split into stride_w column phases: phase f of a
- * row holds the padded columns f, f + s, f + 2s, ... (s = stride_w). Output
- * column ow of tap kj reads padded column s * ow + kj * dil_w, which is entry
- * ow + c / s of phase c % s (c = kj * dil_w): consecutive output columns read
- * consecutive floats, for any stride, and no read needs a bounds check.
- * Rows in the top or bottom padding simply contribute no taps.
+ * Each input plane is copied into a zero-padded scratch image that is split
+ * into stride_h * stride_w phase planes: padded pixel (r, c) goes to phase
+ * plane (r % sh, c % sw) at (r / sh, c / sw). Every phase plane has L
+ * columns, and output pixel (oh, ow) gets flat index q = oh * L + ow. Tap
+ * (ki, kj) reads padded pixel (sh * oh + ki * dh, sw * ow + kj * dw), which is
+ * entry q + (ki * dh / sh) * L + kj * dw / sw of phase plane
+ * ((ki * dh) % sh, (kj * dw) % sw): a fixed offset from q for each tap.
+ *
+ * So the whole plane is one long 1-D filter, out[q] = b + sum_t w_t *
+ * scratch[toff_t + q], with unit stride and no bounds checks whatever the
+ * stride, dilation or padding. The columns ow >= w_out of each row are
+ * computed too (L - w_out of them: the kernel's overhang) and dropped.
  */
 
-/* Function clones for newer x86_64 (AVX2, AVX-512) picked at load time. */
+/*
+ * A block of outputs as GNU C vectors, so that the accumulators stay in
+ * registers across the taps (4 SSE, 2 AVX or 1 AVX-512 register each).
+ * aligned(4): the taps' loads are unaligned.
+ */
+typedef float cvc_vec __attribute__((vector_size(64), aligned(4)));
+#define VEC_LEN (sizeof(cvc_vec) / sizeof(float))
+
+/* Function clones for newer x86_64 (AVX2, AVX-512), picked at load time. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define CVC_TARGET_CLONES \
     __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -364,83 +377,103 @@ struct dw_job {
     const struct cvc_conv *p;
     const float *in, *w, *bias;
     float *out;
-    size_t phase_len;   /* floats in one phase of a scratch row */
+    size_t rows, cols;      /* of a phase plane: R and L */
+    size_t phase_len;       /* floats per phase plane, with slack */
+    size_t flat_len;        /* h_out * L, rounded up to whole vectors */
+    size_t *toff;           /* [kh * kw]: tap offsets into the scratch */
     atomic_int failed;
-    size_t *coff;       /* [kw]: where tap kj reads in a scratch row */
 };
 
 /*
- * The scratch rows of one input plane x: padded, split into phases. Input
- * column iw is padded column c = iw + pad_left: entry c / s of phase c % s.
+ * Copy input row xr (padded row r = ih + pad_top) into its phase planes.
+ * Input column iw is padded column c = iw + pad_left: entry c / sw of
+ * column phase c % sw. Columns past the last phase column are never read.
  */
-CVC_TARGET_CLONES
-static void dw_split_plane(const struct dw_job *j, const float *x, float *dst)
+static void dw_scatter_row(const struct dw_job *j, const float *xr,
+                           float *row0)
 {
     const struct cvc_conv *p = j->p;
-    size_t s = p->stride_w, pl = p->pad_left, w_in = p->w_in;
-    size_t len = j->phase_len, ih, iw, i;
+    size_t sw = p->stride_w, pl = p->pad_left, len = j->phase_len;
+    size_t n = sw * j->cols > pl ? min_size(p->w_in, sw * j->cols - pl) : 0;
+    size_t iw, i;
 
-    memset(dst, 0, p->h_in * s * len * sizeof(float));
-    for (ih = 0; ih < p->h_in; ih++) {
-        const float *xr = x + ih * w_in;
-        float *d = dst + ih * s * len;
+    if (sw == 1) {
+        memcpy(row0 + pl, xr, n * sizeof(float));
+    } else if (sw == 2) {
+        /* Even input columns go to column phase pl % 2, odd ones to the other. */
+        float *even = row0 + pl % 2 * len + pl / 2;
+        float *odd = row0 + (pl + 1) % 2 * len + (pl + 1) / 2;
 
-        if (s == 1) {
-            memcpy(d + pl, xr, w_in * sizeof(float));
-        } else if (s == 2) {
-            /* Even input columns go to phase pl % 2, odd ones to the other. */
-            float *even = d + pl % 2 * len + pl / 2;
-            float *odd = d + (pl + 1) % 2 * len + (pl + 1) / 2;
-
-            for (i = 0; i < w_in / 2; i++) {
-                even[i] = xr[2 * i];
-                odd[i] = xr[2 * i + 1];
-            }
-            if (w_in % 2) {
-                even[w_in / 2] = xr[w_in - 1];
-            }
-        } else {
-            for (iw = 0; iw < w_in; iw++) {
-                d[(iw + pl) % s * len + (iw + pl) / s] = xr[iw];
-            }
+        for (i = 0; i < n / 2; i++) {
+            even[i] = xr[2 * i];
+            odd[i] = xr[2 * i + 1];
+        }
+        if (n % 2) {
+            even[n / 2] = xr[n - 1];
+        }
+    } else {
+        for (iw = 0; iw < n; iw++) {
+            row0[(iw + pl) % sw * len + (iw + pl) / sw] = xr[iw];
         }
     }
 }
 
-/*
- * A block of output columns as GNU C vectors: the accumulators stay in
- * registers across the taps (4 SSE, 2 AVX or 1 AVX-512 register each).
- * aligned(4): loads from the scratch rows need not be aligned.
- */
-typedef float cvc_vec __attribute__((vector_size(64), aligned(4)));
-#define VEC_LEN (sizeof(cvc_vec) / sizeof(float))
-
-/*
- * One output row: y[ow] = act(b + sum_t tw[t] * tp[t][ow]), 2 * VEC_LEN columns
- * at a time (the scratch rows have room for a last block's overhang).
- */
+/* The scratch image of input plane x (see above). */
 CVC_TARGET_CLONES
-static void dw_row(float *y, size_t w_out, const float *const *tp,
-                   const float *tw, size_t ntaps, float b, unsigned act)
+static void dw_fill_scratch(const struct dw_job *j, const float *x,
+                            float *scratch)
 {
-    size_t ow0, t;
+    const struct cvc_conv *p = j->p;
+    size_t sh = p->stride_h, sw = p->stride_w, ih;
 
-    for (ow0 = 0; ow0 < w_out; ow0 += 2 * VEC_LEN) {
-        cvc_vec acc0 = { 0 }, acc1;
-        float res[2 * VEC_LEN];
+    memset(scratch, 0, sh * sw * j->phase_len * sizeof(float));
+    for (ih = 0; ih < p->h_in; ih++) {
+        size_t r = ih + p->pad_top;  /* padded row */
 
-        acc0 += b;
-        acc1 = acc0;
-        for (t = 0; t < ntaps; t++) {
-            const cvc_vec *src = (const cvc_vec *)(tp[t] + ow0);
-
-            acc0 += tw[t] * src[0];
-            acc1 += tw[t] * src[1];
+        if (r / sh < j->rows) {
+            dw_scatter_row(j, x + ih * p->w_in,
+                           scratch + r % sh * sw * j->phase_len +
+                           r / sh * j->cols);
         }
-        memcpy(res, &acc0, sizeof(acc0));
-        memcpy(res + VEC_LEN, &acc1, sizeof(acc1));
-        act_row(res, 2 * VEC_LEN, act);
-        memcpy(y + ow0, res, min_size(2 * VEC_LEN, w_out - ow0) * sizeof(float));
+    }
+}
+
+/* dst[q] = b + sum_t tw[t] * src[toff[t] + q] for q < len (whole vectors). */
+CVC_TARGET_CLONES
+static void dw_filter(float *dst, size_t len, const float *src,
+                      const size_t *toff, const float *tw, size_t ntaps,
+                      float b)
+{
+    cvc_vec *out = (cvc_vec *)dst;
+    size_t q = 0, t;
+
+    /* Four independent accumulators hide the latency of the adds. */
+    for (; q + 4 * VEC_LEN <= len; q += 4 * VEC_LEN, out += 4) {
+        cvc_vec a0 = { 0 }, a1, a2, a3;
+
+        a0 += b;
+        a1 = a2 = a3 = a0;
+        for (t = 0; t < ntaps; t++) {
+            const cvc_vec *s = (const cvc_vec *)(src + toff[t] + q);
+
+            a0 += tw[t] * s[0];
+            a1 += tw[t] * s[1];
+            a2 += tw[t] * s[2];
+            a3 += tw[t] * s[3];
+        }
+        out[0] = a0;
+        out[1] = a1;
+        out[2] = a2;
+        out[3] = a3;
+    }
+    for (; q < len; q += VEC_LEN, out++) {
+        cvc_vec a0 = { 0 };
+
+        a0 += b;
+        for (t = 0; t < ntaps; t++) {
+            a0 += tw[t] * *(const cvc_vec *)(src + toff[t] + q);
+        }
+        *out = a0;
     }
 }
 
@@ -451,47 +484,34 @@ static void depthwise_planes(void *opaque, size_t begin, size_t end)
     const struct cvc_conv *p = j->p;
     size_t mult = p->c_out / p->c_in;  /* output channels per input channel */
     size_t taps = (size_t)p->kh * p->kw;
-    size_t row_len = p->stride_w * j->phase_len;
     size_t plane_in = (size_t)p->h_in * p->w_in;
     size_t plane_out = (size_t)p->h_out * p->w_out;
-    const float **tp;
-    float *scratch, *tw;
-    size_t pl, oh, ki, kj;
+    size_t scratch_len = (size_t)p->stride_h * p->stride_w * j->phase_len;
+    float *scratch, *flat;
+    size_t pl, oh;
 
-    scratch = malloc(p->h_in * row_len * sizeof(float) +
-                     taps * (sizeof(float) + sizeof(*tp)));
+    scratch = malloc((scratch_len + j->flat_len) * sizeof(float));
     if (!scratch) {
         atomic_store(&j->failed, 1);
         return;
     }
-    tp = (const float **)(scratch + p->h_in * row_len);
-    tw = (float *)(tp + taps);
+    flat = scratch + scratch_len;
 
     for (pl = begin; pl < end; pl++) {
         size_t n = pl / p->c_out, co = pl % p->c_out;
-        const float *x = j->in + (n * p->c_in + co / mult) * plane_in;
-        const float *wk = j->w + co * taps;
-        float b = j->bias ? j->bias[co] : 0.0f;
         float *y = j->out + pl * plane_out;
 
         /* Planes sharing an input channel (mult > 1) share the scratch. */
         if (pl == begin || co % mult == 0) {
-            dw_split_plane(j, x, scratch);
+            dw_fill_scratch(j, j->in + (n * p->c_in + co / mult) * plane_in,
+                            scratch);
         }
+        dw_filter(flat, j->flat_len, scratch, j->toff, j->w + co * taps,
+                  taps, j->bias ? j->bias[co] : 0.0f);
         for (oh = 0; oh < p->h_out; oh++) {
-            size_t nt = 0;
-
-            for (ki = 0; ki < p->kh; ki++) {
-                ptrdiff_t r = tap_row(oh, ki, p->stride_h, p->dil_h,
-                                      p->pad_top, p->h_in);
-                const float *row = scratch + (size_t)r * row_len;
-
-                for (kj = 0; r >= 0 && kj < p->kw; kj++) {
-                    tp[nt] = row + j->coff[kj];
-                    tw[nt++] = wk[ki * p->kw + kj];
-                }
-            }
-            dw_row(y + oh * p->w_out, p->w_out, tp, tw, nt, b, p->act);
+            memcpy(y + oh * p->w_out, flat + oh * j->cols,
+                   p->w_out * sizeof(float));
+            act_row(y + oh * p->w_out, p->w_out, p->act);
         }
     }
     free(scratch);
@@ -500,29 +520,36 @@ static void depthwise_planes(void *opaque, size_t begin, size_t end)
 static int conv_depthwise(const struct cvc_conv *p, const float *in,
                           const float *w, const float *bias, float *out)
 {
-    size_t block = 2 * VEC_LEN;
-    size_t blocks = (p->w_out + block - 1) / block;
+    size_t sh = p->stride_h, sw = p->stride_w;
+    size_t row_shift = (size_t)(p->kh - 1) * p->dil_h / sh;
+    size_t col_shift = (size_t)(p->kw - 1) * p->dil_w / sw;
     struct dw_job job = {
         .p = p, .in = in, .w = w, .bias = bias, .out = out,
-        /* Room for whole blocks, plus the taps' shift c / stride_w. */
-        .phase_len = blocks * block +
-                     (size_t)(p->kw - 1) * p->dil_w / p->stride_w + 1,
+        .rows = p->h_out + row_shift,
+        .cols = p->w_out + col_shift,
     };
-    size_t kj;
+    size_t ki, kj;
 
-    job.coff = malloc(p->kw * sizeof(*job.coff));
-    if (!job.coff) {
+    job.flat_len = (p->h_out * job.cols + VEC_LEN - 1) / VEC_LEN * VEC_LEN;
+    /* The last vector may read up to VEC_LEN - 1 entries past the rows. */
+    job.phase_len = job.rows * job.cols + col_shift + VEC_LEN;
+    job.toff = malloc((size_t)p->kh * p->kw * sizeof(*job.toff));
+    if (!job.toff) {
         return -1;
     }
-    for (kj = 0; kj < p->kw; kj++) {
-        size_t c = kj * p->dil_w;  /* padded column of tap kj at ow = 0 */
+    for (ki = 0; ki < p->kh; ki++) {
+        for (kj = 0; kj < p->kw; kj++) {
+            size_t r = ki * p->dil_h, c = kj * p->dil_w;  /* at q = 0 */
 
-        job.coff[kj] = c % p->stride_w * job.phase_len + c / p->stride_w;
+            job.toff[ki * p->kw + kj] =
+                (r % sh * sw + c % sw) * job.phase_len +
+                r / sh * job.cols + c / sw;
+        }
     }
     atomic_init(&job.failed, 0);
     cvc_parallel(depthwise_planes, &job, (size_t)p->n * p->c_out,
                  (size_t)p->h_out * p->w_out * p->kh * p->kw);
-    free(job.coff);
+    free(job.toff);
     return atomic_load(&job.failed) ? -1 : 0;
 }
 
