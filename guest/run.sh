@@ -6,6 +6,7 @@
 export HOME=/root PY_COLORS=0 PYTHONDONTWRITEBYTECODE=1 PYTHONPATH=/pyaccel
 export PYACCEL_GUEST=1
 cd /pyaccel
+mkdir -p /dev/shm && mount -t tmpfs -o mode=1777 shm /dev/shm   # POSIX semaphores
 
 status=0
 if [ -f /out/no-module ]; then

@@ -5,7 +5,7 @@ import errno
 import os
 from typing import Any, Sequence
 
-from . import uapi
+from . import ops, uapi
 from .buffers import Buffer
 from .jobs import Job, Layer
 from .discovery import find
@@ -87,6 +87,24 @@ class Device:
     def submit(self, layers: Sequence[Layer], timeout_ms: int = 0) -> Job:
         """Queue a chain of layers; returns at once with a Job to wait on."""
         return Job(self, layers, timeout_ms)
+
+    def conv2d(self, x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
+               activation=None, timeout=None):
+        """activation(conv2d(x, weight) + bias) on the device (see ops.conv2d)."""
+        return ops.conv2d(self, x, weight, bias, stride, padding, dilation, groups,
+                          activation, timeout)
+
+    def max_pool2d(self, x, kernel_size, stride=None, padding=0, timeout=None):
+        """Max pooling on the device; padding never wins."""
+        return ops.pool2d(self, "maxpool", x, kernel_size, stride, padding, timeout)
+
+    def avg_pool2d(self, x, kernel_size, stride=None, padding=0, timeout=None):
+        """Average pooling on the device; padding counts as zeros."""
+        return ops.pool2d(self, "avgpool", x, kernel_size, stride, padding, timeout)
+
+    def global_avg_pool2d(self, x, timeout=None):
+        """Mean over H and W: (N, C, H, W) -> (N, C, 1, 1)."""
+        return ops.pool2d(self, "avgpool", x, x.shape[2:], 1, 0, timeout)
 
     def close(self) -> None:
         if self._fd is not None:

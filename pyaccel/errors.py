@@ -31,6 +31,10 @@ class AbiMismatchError(AccelError):
     """The driver speaks another version of the uapi than this package."""
 
 
+class ShapeError(AccelError, ValueError):
+    """Arguments the device cannot run, caught before any ioctl."""
+
+
 class JobError(AccelError):
     """The device ran a job and it failed: `result` says how (status,
     reason, layer)."""

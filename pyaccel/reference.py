@@ -21,7 +21,7 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 
 __all__ = ["ACTIVATIONS", "avg_pool2d", "conv2d", "conv_output_size", "global_avg_pool2d",
-           "max_pool2d", "relu", "relu6", "softmax"]
+           "max_pool2d", "padding4", "pair", "relu", "relu6", "softmax"]
 
 IntPair = Union[int, Sequence[int]]
 Padding = Union[int, Sequence[int]]
@@ -29,7 +29,7 @@ Padding = Union[int, Sequence[int]]
 ACTIVATIONS = (None, "relu", "relu6")
 
 
-def _pair(value: IntPair, name: str, minimum: int = 1) -> Tuple[int, int]:
+def pair(value: IntPair, name: str, minimum: int = 1) -> Tuple[int, int]:
     """An int or an (h, w) pair as (h, w); each at least ``minimum``."""
     pair = (value, value) if np.isscalar(value) else tuple(value)
     if len(pair) != 2 or any(int(v) != v or v < minimum for v in pair):
@@ -37,7 +37,7 @@ def _pair(value: IntPair, name: str, minimum: int = 1) -> Tuple[int, int]:
     return int(pair[0]), int(pair[1])
 
 
-def _padding(padding: Padding) -> Tuple[int, int, int, int]:
+def padding4(padding: Padding) -> Tuple[int, int, int, int]:
     """An int, (h, w) or (top, bottom, left, right) as (top, bottom, left, right)."""
     pads = (padding,) if np.isscalar(padding) else tuple(padding)
     if len(pads) not in (1, 2, 4) or any(int(v) != v or v < 0 for v in pads):
@@ -118,9 +118,9 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None,
                          f"c_in={c_in} over groups={groups}: expected {c_in // groups}")
     if bias is not None and np.shape(bias) != (c_out,):
         raise ValueError(f"bias must have shape ({c_out},), got {np.shape(bias)}")
-    sh, sw = _pair(stride, "stride")
-    dh, dw = _pair(dilation, "dilation")
-    top, bottom, left, right = _padding(padding)
+    sh, sw = pair(stride, "stride")
+    dh, dw = pair(dilation, "dilation")
+    top, bottom, left, right = padding4(padding)
     h_out = conv_output_size(h, kh, sh, top, bottom, dh)
     w_out = conv_output_size(w, kw, sw, left, right, dw)
 
@@ -140,9 +140,9 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: Optional[np.ndarray] = None,
 def _pool(x: np.ndarray, kernel_size: IntPair, stride: Optional[IntPair], padding: Padding,
           fill: float, reduce) -> Tuple[np.ndarray, int]:
     x = _nchw(x)
-    kh, kw = _pair(kernel_size, "kernel_size")
-    sh, sw = _pair(kernel_size if stride is None else stride, "stride")
-    top, bottom, left, right = _padding(padding)
+    kh, kw = pair(kernel_size, "kernel_size")
+    sh, sw = pair(kernel_size if stride is None else stride, "stride")
+    top, bottom, left, right = padding4(padding)
     h_out = conv_output_size(x.shape[2], kh, sh, top, bottom)
     w_out = conv_output_size(x.shape[3], kw, sw, left, right)
     xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (top, bottom), (left, right)),

@@ -9,9 +9,11 @@
  * Convolutions with one input channel per group (depthwise) and the pooling
  * ops use direct loops over output rows that the compiler vectorizes.
  *
- * Everything here is reentrant: no static scratch, no global state but the
- * thread count. Work is split across plain pthreads spawned per call when
- * it is large enough to pay for them; SGEMM uses OpenBLAS's own threads.
+ * Everything here is reentrant: scratch memory is malloc'ed per call, and
+ * the only global state is the thread count and a pool of worker threads
+ * (plain pthreads, under one lock) that takes work split over image planes
+ * or im2col rows when it is large enough to pay; SGEMM uses OpenBLAS's own
+ * threads.
  *
  * A plain C file: standard headers and cblas.h only, no QEMU headers.
  *
@@ -23,11 +25,13 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cblas.h>
@@ -39,12 +43,23 @@
 
 /*
  * Work (multiply-accumulates or element visits) below which one more thread
- * does not pay for its creation (tens of microseconds).
+ * does not pay for handing it over (waking a worker: microseconds).
  */
-#define CVC_MIN_WORK_PER_THREAD (256 * 1024)
+#define CVC_MIN_WORK_PER_THREAD (128 * 1024)
+
+/* How long idle workers and waiting callers poll before they sleep. */
+#define CVC_SPIN_NS 200000
 
 /* Budget for one im2col band; bands are whole output rows, at least one. */
 #define CVC_COL_BYTES (8u << 20)
+
+/* Function clones for newer x86_64 (AVX2, AVX-512), picked at load time. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define CVC_TARGET_CLONES \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define CVC_TARGET_CLONES
+#endif
 
 static atomic_int cvc_threads; /* 0: all online cores */
 
@@ -67,49 +82,176 @@ static size_t cvc_nthreads(void)
 void cvc_set_threads(int n)
 {
     atomic_store_explicit(&cvc_threads, n > 0 ? n : 0, memory_order_relaxed);
-#ifdef OPENBLAS_VERSION
-    openblas_set_num_threads((int)cvc_nthreads());
-#endif
 }
 
 /* ------------------------------------------------------------------------
  * Threads
+ *
+ * A process-wide pool of worker threads, created on first need and kept
+ * (creating a thread per call costs tens of microseconds, as much as a
+ * small layer). Each cvc_parallel() call queues its ranges as tasks, runs
+ * the first range itself, then runs any of its tasks that no worker took
+ * yet, and waits for the rest. So calls from several threads at once just
+ * share the workers, and a call never depends on a worker to finish.
  */
 
 typedef void cvc_range_fn(void *ctx, size_t begin, size_t end);
+
+struct cvc_batch {
+    atomic_size_t pending;      /* queued or running tasks, under the lock */
+};
 
 struct cvc_task {
     cvc_range_fn *fn;
     void *ctx;
     size_t begin, end;
+    struct cvc_batch *batch;
+    struct cvc_task *next;      /* in the queue */
 };
 
-static void *cvc_task_main(void *opaque)
-{
-    struct cvc_task *t = opaque;
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t wake;        /* tasks were queued */
+    pthread_cond_t done;        /* a task finished */
+    struct cvc_task *queue;
+    atomic_size_t queued;       /* tasks in the queue, for spinning readers */
+    size_t workers;
+} cvc_pool = {
+    .lock = PTHREAD_MUTEX_INITIALIZER,
+    .wake = PTHREAD_COND_INITIALIZER,
+    .done = PTHREAD_COND_INITIALIZER,
+};
 
+static uint64_t cvc_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * Poll cond() for up to CVC_SPIN_NS, yielding the CPU between polls (so a
+ * spinning thread gives way to any runnable one). Waking a sleeping thread
+ * costs tens of microseconds on a virtual machine, as much as a small
+ * layer; layers come in quick succession, so a short spin pays.
+ */
+static bool cvc_spin(bool (*cond)(void *), void *opaque)
+{
+    uint64_t start = cvc_now_ns();
+
+    do {
+        if (cond(opaque)) {
+            return true;
+        }
+        sched_yield();
+    } while (cvc_now_ns() - start < CVC_SPIN_NS);
+    return cond(opaque);
+}
+
+static bool cvc_have_queued(void *opaque)
+{
+    (void)opaque;
+    return atomic_load_explicit(&cvc_pool.queued, memory_order_relaxed) != 0;
+}
+
+/* Called with the lock held; returns with it held. */
+static void cvc_run_task(struct cvc_task *t)
+{
+    struct cvc_batch *batch = t->batch;
+
+    pthread_mutex_unlock(&cvc_pool.lock);
     t->fn(t->ctx, t->begin, t->end);
+    pthread_mutex_lock(&cvc_pool.lock);
+    /* t and batch live on the caller's stack: gone once pending is 0. */
+    if (--batch->pending == 0) {
+        pthread_cond_broadcast(&cvc_pool.done);
+    }
+}
+
+static void *cvc_worker_main(void *opaque)
+{
+    (void)opaque;
+    pthread_mutex_lock(&cvc_pool.lock);
+    for (;;) {
+        struct cvc_task *t = cvc_pool.queue;
+
+        if (!t) {
+            pthread_mutex_unlock(&cvc_pool.lock);
+            cvc_spin(cvc_have_queued, NULL);
+            pthread_mutex_lock(&cvc_pool.lock);
+            if (!cvc_pool.queue) {
+                pthread_cond_wait(&cvc_pool.wake, &cvc_pool.lock);
+            }
+            continue;
+        }
+        cvc_pool.queue = t->next;
+        atomic_fetch_sub(&cvc_pool.queued, 1);
+        cvc_run_task(t);
+    }
+    return NULL;
+}
+
+/* Grow the pool to n workers (as far as possible); lock held. */
+static void cvc_pool_grow(size_t n)
+{
+    sigset_t all, old;
+    pthread_attr_t attr;
+    pthread_t tid;
+
+    if (cvc_pool.workers >= n || pthread_attr_init(&attr)) {
+        return;
+    }
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    /* Workers must not take the host process's signals (QEMU's or others'). */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    while (cvc_pool.workers < n &&
+           pthread_create(&tid, &attr, cvc_worker_main, NULL) == 0) {
+        cvc_pool.workers++;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+}
+
+static bool cvc_batch_done(void *opaque)
+{
+    struct cvc_batch *batch = opaque;
+
+    return atomic_load(&batch->pending) == 0;
+}
+
+/* Unqueue one of batch's tasks that no worker has taken yet; lock held. */
+static struct cvc_task *cvc_take_own(struct cvc_batch *batch)
+{
+    struct cvc_task **link;
+
+    for (link = &cvc_pool.queue; *link; link = &(*link)->next) {
+        if ((*link)->batch == batch) {
+            struct cvc_task *t = *link;
+
+            *link = t->next;
+            atomic_fetch_sub(&cvc_pool.queued, 1);
+            return t;
+        }
+    }
     return NULL;
 }
 
 /*
  * Run fn over the items [0, count), split into one contiguous range per
  * thread; item_work estimates the work of one item, to decide how many
- * threads pay. The calling thread takes the first range. If a thread cannot
- * be created, its range runs on the calling thread: this never fails.
+ * threads pay. The calling thread takes part. This never fails.
  */
 static void cvc_parallel(cvc_range_fn *fn, void *ctx, size_t count,
                          size_t item_work)
 {
-    pthread_t tid[CVC_MAX_THREADS];
     struct cvc_task task[CVC_MAX_THREADS];
-    bool started[CVC_MAX_THREADS];
+    struct cvc_batch batch;
     size_t nt = min_size(cvc_nthreads(), count);
-    size_t by_work = count * item_work / CVC_MIN_WORK_PER_THREAD;
-    sigset_t all, old;
     size_t i;
 
-    nt = min_size(nt, by_work);
+    nt = min_size(nt, count * item_work / CVC_MIN_WORK_PER_THREAD);
     if (nt <= 1) {
         fn(ctx, 0, count);
         return;
@@ -117,28 +259,42 @@ static void cvc_parallel(cvc_range_fn *fn, void *ctx, size_t count,
 
     for (i = 0; i < nt; i++) {
         task[i] = (struct cvc_task) {
-            .fn = fn, .ctx = ctx,
+            .fn = fn, .ctx = ctx, .batch = &batch,
             .begin = count * i / nt, .end = count * (i + 1) / nt,
         };
     }
+    batch.pending = nt - 1;
 
-    /* Workers must not take the host process's signals (QEMU's or others'). */
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    for (i = 1; i < nt; i++) {
-        started[i] = pthread_create(&tid[i], NULL, cvc_task_main,
-                                    &task[i]) == 0;
+    pthread_mutex_lock(&cvc_pool.lock);
+    cvc_pool_grow(nt - 1);
+    for (i = nt - 1; i >= 1; i--) {
+        task[i].next = cvc_pool.queue;
+        cvc_pool.queue = &task[i];
+        atomic_fetch_add(&cvc_pool.queued, 1);
+        pthread_cond_signal(&cvc_pool.wake);
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_mutex_unlock(&cvc_pool.lock);
 
-    cvc_task_main(&task[0]);
-    for (i = 1; i < nt; i++) {
-        if (started[i]) {
-            pthread_join(tid[i], NULL);
-        } else {
-            cvc_task_main(&task[i]);
+    fn(ctx, task[0].begin, task[0].end);
+
+    pthread_mutex_lock(&cvc_pool.lock);
+    for (;;) {
+        struct cvc_task *t = cvc_take_own(&batch);
+
+        if (!t) {
+            break;
         }
+        cvc_run_task(t);
     }
+    if (batch.pending) {
+        pthread_mutex_unlock(&cvc_pool.lock);
+        cvc_spin(cvc_batch_done, &batch);
+        pthread_mutex_lock(&cvc_pool.lock);
+    }
+    while (batch.pending) {
+        pthread_cond_wait(&cvc_pool.done, &cvc_pool.lock);
+    }
+    pthread_mutex_unlock(&cvc_pool.lock);
 }
 
 /* ------------------------------------------------------------------------
@@ -226,6 +382,7 @@ struct im2col_job {
  * One im2col row per (c, ki, kj), in the weights' order, so that
  * col row r pairs with weight column r: r = (c * kh + ki) * kw + kj.
  */
+CVC_TARGET_CLONES
 static void im2col_rows(void *opaque, size_t begin, size_t end)
 {
     const struct im2col_job *j = opaque;
@@ -257,6 +414,10 @@ static void im2col_rows(void *opaque, size_t begin, size_t end)
             memset(d, 0, lo * sizeof(float));
             if (p->stride_w == 1) {
                 memcpy(d + lo, src + lo + off, (hi - lo) * sizeof(float));
+            } else if (p->stride_w == 2) {
+                for (ow = lo; ow < hi; ow++) {
+                    d[ow] = src[(ptrdiff_t)(2 * ow) + off];
+                }
             } else {
                 for (ow = lo; ow < hi; ow++) {
                     d[ow] = src[(ptrdiff_t)(ow * p->stride_w) + off];
@@ -267,18 +428,75 @@ static void im2col_rows(void *opaque, size_t begin, size_t end)
     }
 }
 
-/* C[m][n] = A[m][k] * B[k][n], all row-major; C has row pitch ldc. */
+/*
+ * C[m][n] = A[m][k] * B[k][n], all row-major with row pitches k, ldb, ldc.
+ * OpenBLAS runs single-threaded here: cvc_gemm splits the work itself.
+ */
 static void sgemm(size_t m, size_t n, size_t k, const float *a,
-                  const float *b, float *c, size_t ldc)
+                  const float *b, size_t ldb, float *c, size_t ldc)
 {
     if (n == 1) {
         cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)m, (int)k, 1.0f,
-                    a, (int)k, b, 1, 0.0f, c, (int)ldc);
+                    a, (int)k, b, (int)ldb, 0.0f, c, (int)ldc);
         return;
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-                (int)m, (int)n, (int)k, 1.0f, a, (int)k, b, (int)n,
+                (int)m, (int)n, (int)k, 1.0f, a, (int)k, b, (int)ldb,
                 0.0f, c, (int)ldc);
+}
+
+/* Output columns per work item when the columns are split across threads. */
+#define GEMM_COLS 16
+
+/* C = act(A * B + bias), bias per row of C; see cvc_gemm(). */
+struct gemm_job {
+    size_t m, n, k;
+    const float *a, *b;
+    size_t ldb;
+    float *c;
+    size_t ldc;
+    const float *bias;
+    unsigned act;
+    bool split_rows;
+};
+
+/* Items [begin, end): rows of C, or GEMM_COLS-column slices of C. */
+static void gemm_part(void *opaque, size_t begin, size_t end)
+{
+    const struct gemm_job *g = opaque;
+
+    if (g->split_rows) {
+        float *c = g->c + begin * g->ldc;
+
+        sgemm(end - begin, g->n, g->k, g->a + begin * g->k, g->b, g->ldb,
+              c, g->ldc);
+        epilogue(c, end - begin, g->n, g->ldc,
+                 g->bias ? g->bias + begin : NULL, g->act);
+    } else {
+        size_t c0 = begin * GEMM_COLS, c1 = min_size(end * GEMM_COLS, g->n);
+
+        sgemm(g->m, c1 - c0, g->k, g->a, g->b + c0, g->ldb, g->c + c0,
+              g->ldc);
+        epilogue(g->c + c0, g->m, c1 - c0, g->ldc, g->bias, g->act);
+    }
+}
+
+/*
+ * The GEMM and its epilogue, split across threads by rows or by columns of
+ * C. OpenBLAS's own threads scale poorly on these shapes (a wide but short
+ * B, or a tall A); independent single-threaded calls on slices scale well.
+ * Each thread packs all of the operand it does not slice, so slice the
+ * dimension that leaves the smaller one whole: rows (A) when B is smaller.
+ */
+static void cvc_gemm(struct gemm_job *g)
+{
+    g->split_rows = g->n < g->m;
+    if (g->split_rows) {
+        cvc_parallel(gemm_part, g, g->m, g->n * g->k);
+    } else {
+        cvc_parallel(gemm_part, g, (g->n + GEMM_COLS - 1) / GEMM_COLS,
+                     g->m * g->k * GEMM_COLS);
+    }
 }
 
 static bool is_pointwise(const struct cvc_conv *p)
@@ -288,9 +506,17 @@ static bool is_pointwise(const struct cvc_conv *p)
            p->h_out == p->h_in && p->w_out == p->w_in;
 }
 
+static void openblas_single_threaded(void)
+{
+#ifdef OPENBLAS_VERSION
+    openblas_set_num_threads(1);
+#endif
+}
+
 static int conv_gemm(const struct cvc_conv *p, const float *in,
                      const float *w, const float *bias, float *out)
 {
+    static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
     size_t cin_g = p->c_in / p->groups, cout_g = p->c_out / p->groups;
     size_t k = cin_g * p->kh * p->kw;
     size_t plane_in = (size_t)p->h_in * p->w_in;
@@ -299,6 +525,7 @@ static int conv_gemm(const struct cvc_conv *p, const float *in,
     float *col = NULL;
     size_t n, g, oh0;
 
+    pthread_once(&blas_once, openblas_single_threaded);
     if (!is_pointwise(p)) {
         size_t row_bytes = k * p->w_out * sizeof(float);
 
@@ -313,26 +540,29 @@ static int conv_gemm(const struct cvc_conv *p, const float *in,
     for (n = 0; n < p->n; n++) {
         for (g = 0; g < p->groups; g++) {
             const float *x = in + (n * p->c_in + g * cin_g) * plane_in;
-            const float *wg = w + g * cout_g * k;
-            const float *bg = bias ? bias + g * cout_g : NULL;
             float *y = out + (n * p->c_out + g * cout_g) * plane_out;
+            struct gemm_job job = {
+                .m = cout_g, .n = plane_out, .k = k,
+                .a = w + g * cout_g * k, .b = x, .ldb = plane_out,
+                .c = y, .ldc = plane_out,
+                .bias = bias ? bias + g * cout_g : NULL, .act = p->act,
+            };
 
             if (!col) {
-                sgemm(cout_g, plane_out, k, wg, x, y, plane_out);
-                epilogue(y, cout_g, plane_out, plane_out, bg, p->act);
+                cvc_gemm(&job);
                 continue;
             }
             for (oh0 = 0; oh0 < p->h_out; oh0 += band) {
-                struct im2col_job job = {
+                struct im2col_job ij = {
                     .p = p, .x = x, .col = col,
                     .oh0 = oh0, .nrows = min_size(band, p->h_out - oh0),
                 };
-                size_t cols = job.nrows * p->w_out;
-                float *yb = y + oh0 * p->w_out;
 
-                cvc_parallel(im2col_rows, &job, k, cols);
-                sgemm(cout_g, cols, k, wg, col, yb, plane_out);
-                epilogue(yb, cout_g, cols, plane_out, bg, p->act);
+                job.n = job.ldb = ij.nrows * p->w_out;
+                job.b = col;
+                job.c = y + oh0 * p->w_out;
+                cvc_parallel(im2col_rows, &ij, k, job.n);
+                cvc_gemm(&job);
             }
         }
     }
@@ -364,14 +594,6 @@ static int conv_gemm(const struct cvc_conv *p, const float *in,
  */
 typedef float cvc_vec __attribute__((vector_size(64), aligned(4)));
 #define VEC_LEN (sizeof(cvc_vec) / sizeof(float))
-
-/* Function clones for newer x86_64 (AVX2, AVX-512), picked at load time. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define CVC_TARGET_CLONES \
-    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define CVC_TARGET_CLONES
-#endif
 
 struct dw_job {
     const struct cvc_conv *p;

@@ -58,3 +58,35 @@ def module_is_back():
     """Every test leaves the driver loaded for the next one."""
     yield
     load_module()
+
+
+SYSFS = "/sys/class/misc/convaccel0"
+DEBUGFS = "/sys/kernel/debug/convaccel0"
+
+
+def stat(name: str) -> int:
+    """A counter of the driver, from sysfs."""
+    with open(f"{SYSFS}/{name}") as f:
+        return int(f.read())
+
+
+def inject(command: str) -> None:
+    """Device fault injection through the driver's debugfs."""
+    with open(f"{DEBUGFS}/inject", "w") as f:
+        f.write(command)
+
+
+@pytest.fixture
+def rng():
+    import numpy as np
+
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture(autouse=True)
+def no_faults_left():
+    """Faults a test injected but did not use must not leak into the next."""
+    yield
+    if os.path.exists(DEBUGFS):
+        inject("delay-us 0")
+        inject("error-after 0")
