@@ -12,14 +12,19 @@ with bias and no activation (what F.conv2d computes), in one process:
   classifier 1024->10 on the 7x7 map.
 
 Identical layers (MobileNet's five 512-channel blocks) are timed once and
-counted as often as they occur. Each layer: warm-up, then repeats until both
-a minimum count and a minimum time are reached; the median is kept. Our
-library gets cvc_set_threads(T) and torch gets torch.set_num_threads(T).
+counted as often as they occur. Each layer: --rounds rounds of (pause,
+our library: 2 warm-up + --repeats timed calls, pause, the same for torch);
+the median over all timed calls is kept. Our library gets
+cvc_set_threads(T) and torch gets torch.set_num_threads(T).
 
 ratio = torch_time / ours_time: our throughput relative to torch (1.0 is
 parity, higher is faster). The total ratio is over the summed times.
 
-    $(bash bench/venv.sh) bench/bench_device.py [--threads T] [--min-repeats N]
+Other processes' CPU use during each layer is measured and shown (load %):
+on a busy machine both thread pools wait for cores and the numbers mean
+little.
+
+    $(bash bench/venv.sh) bench/bench_device.py [--threads T] [--rounds R] [--repeats N]
 
 Writes bench/results-device.json.
 """
@@ -104,17 +109,37 @@ def load_library():
     return ffi, ffi.dlopen(path)
 
 
-def time_it(fn, min_repeats: int, min_seconds: float, warmup: int = 3) -> float:
-    """Median wall time of fn() in milliseconds."""
+def time_it(fn, repeats: int, warmup: int = 2) -> list[float]:
+    """Wall times of fn() in milliseconds, after warm-up calls."""
     for _ in range(warmup):
         fn()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < min_repeats or time.perf_counter() - start < min_seconds:
+    times = []
+    for _ in range(repeats):
         t0 = time.perf_counter_ns()
         fn()
         times.append((time.perf_counter_ns() - t0) / 1e6)
-    return statistics.median(times)
+    return times
+
+
+class OtherLoad:
+    """CPU used by other processes while in the with-block, as a fraction of
+    the machine (from /proc/stat minus our own CPU time): a busy machine
+    makes both libraries' thread pools wait for cores, and the numbers noisy."""
+
+    def _sample(self) -> tuple[float, float, float]:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        busy = sum(v) - v[3] - v[4]  # all but idle and iowait
+        t = os.times()
+        return busy / os.sysconf("SC_CLK_TCK"), t.user + t.system, time.monotonic()
+
+    def __enter__(self) -> "OtherLoad":
+        self.start = self._sample()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        (b0, s0, t0), (b1, s1, t1) = self.start, self._sample()
+        self.fraction = max(0.0, (b1 - b0) - (s1 - s0)) / ((t1 - t0) * (os.cpu_count() or 1))
 
 
 def bench_layer(ffi, lib, layer: Layer, args) -> dict:
@@ -143,28 +168,35 @@ def bench_layer(ffi, lib, layer: Layer, args) -> dict:
                         groups=layer.groups)
 
     # Each library's idle worker threads spin for a while after a call
-    # (OpenBLAS: sched_yield loops; torch's OpenMP: its spin count): on a
-    # small machine they would steal the other library's cores. Settling
-    # lets them go to sleep before the other library runs.
-    with torch.inference_mode():
-        time.sleep(args.settle)
-        ours_ms = time_it(ours, args.min_repeats, args.min_seconds)
-        time.sleep(args.settle)
-        torch_ms = time_it(theirs, args.min_repeats, args.min_seconds)
+    # (ours: 0.2 ms; torch's OpenMP: its spin count): on a small machine
+    # they would steal the other library's cores, so each library runs only
+    # after a pause. Rounds alternate the libraries, so that a passing load
+    # on the machine hits both alike.
+    ours_t: list[float] = []
+    torch_t: list[float] = []
+    with torch.inference_mode(), OtherLoad() as load:
+        for _ in range(args.rounds):
+            time.sleep(args.settle)
+            ours_t += time_it(ours, args.repeats)
+            time.sleep(args.settle)
+            torch_t += time_it(theirs, args.repeats)
         expected = theirs().numpy()
+    ours_ms, torch_ms = statistics.median(ours_t), statistics.median(torch_t)
     fan_in = layer.c_in // layer.groups * layer.k ** 2
     max_err = float(np.abs(out - expected).max())
     return dict(ours_ms=ours_ms, torch_ms=torch_ms, ratio=torch_ms / ours_ms,
-                max_abs_err=max_err, ok=bool(max_err <= 1e-4 * np.sqrt(fan_in) * 10))
+                ours_min_ms=min(ours_t), torch_min_ms=min(torch_t), samples=len(ours_t),
+                other_load=round(load.fraction, 3), max_abs_err=max_err,
+                ok=bool(max_err <= 1e-4 * np.sqrt(fan_in) * 10))
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                     help="threads for both libraries (default: all cores)")
-    ap.add_argument("--min-repeats", type=int, default=20)
-    ap.add_argument("--min-seconds", type=float, default=0.3, help="per layer and library")
-    ap.add_argument("--settle", type=float, default=0.3,
+    ap.add_argument("--rounds", type=int, default=3, help="alternations of the two libraries")
+    ap.add_argument("--repeats", type=int, default=15, help="timed calls per library and round")
+    ap.add_argument("--settle", type=float, default=0.1,
                     help="seconds of idle before each library's runs (lets spinning threads sleep)")
     ap.add_argument("--net", choices=["mobilenet_v1", "allconv6"], action="append",
                     help="only these nets (repeatable; default both)")
@@ -192,8 +224,8 @@ def main() -> int:
                cpu=platform.processor() or platform.machine(), cores=os.cpu_count())
     print(f"threads={env['threads']}  torch {env['torch']}  OpenBLAS core {env['openblas_core']}"
           f" ({env['openblas_threads']} threads)")
-    head = f"{'net':<13}{'layer':<9}{'shape':<30}{'n':>2}{'MMACs':>9}{'ours ms':>10}" \
-           f"{'torch ms':>10}{'ratio':>7}"
+    head = f"{'net':<13}{'layer':<11}{'shape':<30}{'n':>2}{'MMACs':>8}{'ours ms':>9}" \
+           f"{'torch ms':>9}{'ratio':>7}{'load%':>6}"
     print(head + "\n" + "-" * len(head))
 
     rows, nets = [], {}
@@ -207,8 +239,9 @@ def main() -> int:
         t["torch_ms"] += n * r["torch_ms"]
         t["macs"] += n * layer.macs
         flag = "" if r["ok"] else f"  MISMATCH max err {r['max_abs_err']:.3g}"
-        print(f"{layer.net:<13}{layer.name:<9}{layer.shape:<30}{n:>2}{layer.macs / 1e6:>9.1f}"
-              f"{r['ours_ms']:>10.3f}{r['torch_ms']:>10.3f}{r['ratio']:>7.2f}{flag}", flush=True)
+        print(f"{layer.net:<13}{layer.name:<11}{layer.shape:<30}{n:>2}{layer.macs / 1e6:>8.1f}"
+              f"{r['ours_ms']:>9.3f}{r['torch_ms']:>9.3f}{r['ratio']:>7.2f}"
+              f"{100 * r['other_load']:>6.0f}{flag}", flush=True)
 
     print("-" * len(head))
     for t in nets.values():
@@ -218,10 +251,14 @@ def main() -> int:
                  macs=sum(t["macs"] for t in nets.values()))
     total["ratio"] = total["torch_ms"] / total["ours_ms"]
     for name, t in list(nets.items()) + [("total", total)]:
-        print(f"{name:<13}{'':<9}{'':<30}{'':>2}{t['macs'] / 1e6:>9.1f}{t['ours_ms']:>10.3f}"
-              f"{t['torch_ms']:>10.3f}{t['ratio']:>7.2f}")
+        print(f"{name:<13}{'':<11}{'':<30}{'':>2}{t['macs'] / 1e6:>8.1f}{t['ours_ms']:>9.3f}"
+              f"{t['torch_ms']:>9.3f}{t['ratio']:>7.2f}")
     worst = sorted(rows, key=lambda r: r["ratio"])[:3]
     print("worst: " + ", ".join(f"{r['net']}/{r['name']} {r['ratio']:.2f}" for r in worst))
+    busy = max(r["other_load"] for r in rows)
+    if busy > 0.1:
+        print(f"warning: other processes used up to {100 * busy:.0f}% of the machine during "
+              "the run: the numbers are noisy")
 
     args.json.write_text(json.dumps(dict(env=env, layers=rows, nets=nets, total=total),
                                     indent=1) + "\n")
