@@ -13,7 +13,8 @@ with bias and no activation (what F.conv2d computes), in one process:
 
 Identical layers (MobileNet's five 512-channel blocks) are timed once and
 counted as often as they occur. Each layer: --rounds rounds of (pause,
-our library: 2 warm-up + --repeats timed calls, pause, the same for torch);
+our library: --warmup seconds of warm-up calls, then --repeats timed calls,
+pause, the same for torch);
 the median over all timed calls is kept. Our library gets
 cvc_set_threads(T) and torch gets torch.set_num_threads(T).
 
@@ -31,6 +32,7 @@ Writes bench/results-device.json.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -109,10 +111,15 @@ def load_library():
     return ffi, ffi.dlopen(path)
 
 
-def time_it(fn, repeats: int, warmup: int = 2) -> list[float]:
-    """Wall times of fn() in milliseconds, after warm-up calls."""
-    for _ in range(warmup):
+def time_it(fn, repeats: int, warmup_s: float) -> list[float]:
+    """Wall times of fn() in milliseconds, after warm-up calls for warmup_s
+    (at least two). A virtual CPU that was idle runs slow for tens of
+    milliseconds: a fixed count of warm-up calls is not enough."""
+    start = time.perf_counter()
+    for i in itertools.count():
         fn()
+        if i >= 1 and time.perf_counter() - start >= warmup_s:
+            break
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter_ns()
@@ -170,16 +177,16 @@ def bench_layer(ffi, lib, layer: Layer, args) -> dict:
     # Each library's idle worker threads spin for a while after a call
     # (ours: 0.2 ms; torch's OpenMP: its spin count): on a small machine
     # they would steal the other library's cores, so each library runs only
-    # after a pause. Rounds alternate the libraries, so that a passing load
-    # on the machine hits both alike.
+    # after a short pause (and a warm-up). Rounds alternate the libraries,
+    # so that a passing load on the machine hits both alike.
     ours_t: list[float] = []
     torch_t: list[float] = []
     with torch.inference_mode(), OtherLoad() as load:
         for _ in range(args.rounds):
             time.sleep(args.settle)
-            ours_t += time_it(ours, args.repeats)
+            ours_t += time_it(ours, args.repeats, args.warmup)
             time.sleep(args.settle)
-            torch_t += time_it(theirs, args.repeats)
+            torch_t += time_it(theirs, args.repeats, args.warmup)
         expected = theirs().numpy()
     ours_ms, torch_ms = statistics.median(ours_t), statistics.median(torch_t)
     fan_in = layer.c_in // layer.groups * layer.k ** 2
@@ -196,8 +203,10 @@ def main() -> int:
                     help="threads for both libraries (default: all cores)")
     ap.add_argument("--rounds", type=int, default=3, help="alternations of the two libraries")
     ap.add_argument("--repeats", type=int, default=15, help="timed calls per library and round")
-    ap.add_argument("--settle", type=float, default=0.1,
+    ap.add_argument("--settle", type=float, default=0.05,
                     help="seconds of idle before each library's runs (lets spinning threads sleep)")
+    ap.add_argument("--warmup", type=float, default=0.1,
+                    help="seconds of warm-up calls before each library's timed calls")
     ap.add_argument("--net", choices=["mobilenet_v1", "allconv6"], action="append",
                     help="only these nets (repeatable; default both)")
     ap.add_argument("--json", type=Path, default=TOP / "bench" / "results-device.json")

@@ -28,7 +28,7 @@ _IOC_NRSHIFT, _IOC_TYPESHIFT, _IOC_SIZESHIFT, _IOC_DIRSHIFT = 0, 8, 16, 30
 _IOC_DIR = {"_IO": 0, "_IOW": 1, "_IOR": 2, "_IOWR": 3}
 
 _STRUCT = re.compile(r"^struct\s+\w+\s*\{.*?^\};", re.S | re.M)
-_DEFINE = re.compile(r"^#define\s+(CONVACCEL_\w+)\s+(.+?)\s*$", re.M)
+_DEFINE = re.compile(r"^#define[ \t]+(CONVACCEL_\w+)[ \t]+(.+?)[ \t]*$", re.M)
 _IOCTL = re.compile(r"^(_IOWR|_IOR|_IOW|_IO)\((\w+),\s*(\w+)(?:,\s*(struct\s+\w+))?\)$")
 _BINOPS = {ast.BitOr: operator.or_, ast.BitAnd: operator.and_, ast.LShift: operator.lshift,
            ast.RShift: operator.rshift, ast.Add: operator.add, ast.Sub: operator.sub,

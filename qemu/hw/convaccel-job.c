@@ -378,6 +378,14 @@ static bool run_job(ConvAccelState *s, const ConvAccelJob *job, uint32_t gen,
 
     *d = (ConvAccelDone) { .layer = CONVACCEL_RESULT_LAYER_JOB,
                            .lost_irq = job->faults & CONVACCEL_FAULT_LOST_IRQ };
+    if (job->delay_us) {
+        wait_for_reset(s, gen, get_clock() + job->delay_us * SCALE_US);
+    }
+    if (job->faults & CONVACCEL_FAULT_HANG) {
+        trace_convaccel_job_hang(job->addr);
+        wait_for_reset(s, gen, -1);
+        return false;
+    }
     if (!dma_read(s, job->addr, hdr, sizeof(hdr))) {
         qemu_log_mask(LOG_GUEST_ERROR, "convaccel: job descriptor at 0x%"
                       PRIx64 " is not guest RAM\n", job->addr);
@@ -389,15 +397,6 @@ static bool run_job(ConvAccelState *s, const ConvAccelJob *job, uint32_t gen,
     count = ldl_le_p(hdr + CONVACCEL_JOB_LAYER_COUNT_OFF);
     layers_addr = ldq_le_p(hdr + CONVACCEL_JOB_LAYERS_OFF);
     trace_convaccel_job_start(d->tag, job->addr, count);
-
-    if (job->delay_us) {
-        wait_for_reset(s, gen, get_clock() + job->delay_us * SCALE_US);
-    }
-    if (job->faults & CONVACCEL_FAULT_HANG) {
-        trace_convaccel_job_hang(d->tag);
-        wait_for_reset(s, gen, -1);
-        return false;
-    }
 
     if (ldl_le_p(hdr + CONVACCEL_JOB_MAGIC_OFF) != CONVACCEL_JOB_MAGIC) {
         d->status = CONVACCEL_ERR_MAGIC;

@@ -1,0 +1,193 @@
+"""Register- and descriptor-level fuzzing of the device model, with no driver:
+thousands of random register writes, DMA descriptors and resets through QEMU's
+qtest protocol. QEMU must not crash, hang or assert, and the device must
+compute correctly afterwards. Seeded: a failure names its seed."""
+from __future__ import annotations
+
+import os
+import random
+import struct
+import time
+
+import numpy as np
+import pytest
+
+from pyaccel import reference as ref
+from pyaccel import uapi
+
+from conftest import TOP, ensure_built
+from qtest import QTest
+
+R = uapi.load(TOP / "include" / "convaccel_regs.h")[1]
+BASE = R["CONVACCEL_MMIO_BASE"]
+RAM = 0x40000000
+RAM_MB = 256
+OPS = int(os.environ.get("PYACCEL_FUZZ_OPS", 20000))
+
+REGS = sorted(v for k, v in R.items() if k.startswith("CONVACCEL_REG_"))
+JOB_AREA = RAM + 0x100000       # job descriptors, layer descriptors, results
+DATA_AREA = RAM + 0x200000      # tensors
+
+
+def reg(name: str) -> int:
+    return BASE + R[f"CONVACCEL_REG_{name}"]
+
+
+def put(d: bytearray, off: int, value: int, size: int = 4) -> None:
+    d[off:off + size] = (value % (1 << (8 * size))).to_bytes(size, "little")
+
+
+def layer_bytes(fields: dict[str, int]) -> bytearray:
+    d = bytearray(R["CONVACCEL_LAYER_SIZE"])
+    for name, value in fields.items():
+        off = R[f"CONVACCEL_LAYER_{name.upper()}_OFF"]
+        put(d, off, value, 8 if name in ("input", "weight", "bias", "output") else 4)
+    return d
+
+
+def job_bytes(layers_addr: int, count: int, result: int, tag: int) -> bytearray:
+    d = bytearray(R["CONVACCEL_JOB_SIZE"])
+    put(d, R["CONVACCEL_JOB_MAGIC_OFF"], R["CONVACCEL_JOB_MAGIC"])
+    put(d, R["CONVACCEL_JOB_LAYER_COUNT_OFF"], count)
+    put(d, R["CONVACCEL_JOB_LAYERS_OFF"], layers_addr, 8)
+    put(d, R["CONVACCEL_JOB_RESULT_OFF"], result, 8)
+    put(d, R["CONVACCEL_JOB_TAG_OFF"], tag)
+    return d
+
+
+def random_value(rnd: random.Random) -> int:
+    return rnd.choice([0, 1, 2, 3, 4, 7, 16, 17, 64, 65, 255, 4096, 8192, 0xFFFFFFFF,
+                       0x80000000, rnd.getrandbits(32), rnd.randint(1, 32)])
+
+
+def random_address(rnd: random.Random) -> int:
+    return rnd.choice([DATA_AREA + rnd.randrange(0, 1 << 20, 4), RAM + (RAM_MB << 20) - 16,
+                       0, BASE, 0xFFFFFFFFFFFFF000, rnd.getrandbits(64),
+                       RAM + rnd.randrange(0, RAM_MB << 20)])
+
+
+def random_layer(rnd: random.Random) -> bytearray:
+    c, h = rnd.randint(1, 8), rnd.randint(1, 12)
+    k = rnd.choice([1, 3])
+    fields = dict(op=rnd.choice([1, 1, 2, 3, 0, 9]), flags=rnd.choice([0, 1, 0x100, 0x201, 0x300]),
+                  n=1, c_in=c, h_in=h, w_in=h, c_out=c, h_out=h - k + 1, w_out=h - k + 1,
+                  groups=1, kh=k, kw=k, stride_h=1, stride_w=1, dil_h=1, dil_w=1,
+                  input=DATA_AREA, weight=DATA_AREA + 0x40000, bias=0,
+                  output=DATA_AREA + 0x80000)
+    for _ in range(rnd.randint(0, 3)):       # corrupt a few fields
+        name = rnd.choice(list(fields))
+        fields[name] = random_address(rnd) if name in ("input", "weight", "bias", "output") \
+            else random_value(rnd)
+    return layer_bytes(fields)
+
+
+def fuzz_step(q: QTest, rnd: random.Random, tag: int) -> None:
+    kind = rnd.random()
+    if kind < 0.35:                                   # a job, mostly plausible
+        count = rnd.choice([1, 1, 2, 3, 0, 1025])
+        layers = b"".join(random_layer(rnd) for _ in range(min(count, 3)))
+        q.write(JOB_AREA + 0x1000, layers)
+        job = job_bytes(JOB_AREA + 0x1000, count,
+                        rnd.choice([JOB_AREA + 0x800, random_address(rnd)]), tag)
+        if rnd.random() < 0.1:
+            job[rnd.randrange(len(job))] ^= 0xFF
+        q.write(JOB_AREA, bytes(job))
+        addr = rnd.choice([JOB_AREA] * 8 + [random_address(rnd)])
+        q.writel(reg("CMD_ADDR_LO"), addr & 0xFFFFFFFF)
+        q.writel(reg("CMD_ADDR_HI"), addr >> 32)
+        q.writel(reg("DOORBELL"), 1)
+    elif kind < 0.55:                                 # any register, any value
+        q.writel(BASE + rnd.choice(REGS + [rnd.randrange(0, 0x1000, 4)]), random_value(rnd))
+    elif kind < 0.65:
+        q.writel(reg("FAULT_CTRL"), rnd.randrange(8))
+        q.writel(reg("FAULT_DELAY_US"), rnd.choice([0, 0, 100, 5000]))
+        q.writel(reg("FAULT_ERROR_AFTER"), rnd.choice([0, 0, 1, 3]))
+    elif kind < 0.75:
+        q.writel(reg("CTRL"), rnd.choice([1, 2, 3, 0xFFFFFFFF]))
+    elif kind < 0.95:
+        q.readl(BASE + rnd.choice(REGS + [rnd.randrange(0, 0x1000, 4)]))
+    else:                                             # odd access sizes
+        size = rnd.choice(["b", "w", "q"])
+        off = rnd.randrange(0, 0x100)
+        q.cmd(f"read{size} {BASE + off:#x}")
+        q.cmd(f"write{size} {BASE + off:#x} 0x1")
+
+
+def run_known_job(q: QTest, rng: np.random.Generator) -> None:
+    """A 3x3 conv through raw descriptors: the output must match the oracle."""
+    q.writel(reg("CTRL"), R["CONVACCEL_CTRL_RESET"])
+    for name in ("FAULT_CTRL", "FAULT_DELAY_US", "FAULT_ERROR_AFTER"):
+        q.writel(reg(name), 0)
+    x = rng.standard_normal((1, 4, 10, 10), dtype=np.float32)
+    w = rng.standard_normal((6, 4, 3, 3), dtype=np.float32)
+    b = rng.standard_normal(6, dtype=np.float32)
+    addr_x, addr_w, addr_b, addr_y = (DATA_AREA + i * 0x10000 for i in range(4))
+    for addr, a in ((addr_x, x), (addr_w, w), (addr_b, b)):
+        q.write(addr, a.tobytes())
+    layer = layer_bytes(dict(op=R["CONVACCEL_LAYER_OP_CONV"], flags=1 | (1 << 8), n=1, c_in=4,
+                             h_in=10, w_in=10, c_out=6, h_out=10, w_out=10, groups=1, kh=3,
+                             kw=3, stride_h=1, stride_w=1, dil_h=1, dil_w=1, pad_top=1,
+                             pad_bottom=1, pad_left=1, pad_right=1, input=addr_x,
+                             weight=addr_w, bias=addr_b, output=addr_y))
+    q.write(JOB_AREA + 0x1000, bytes(layer))
+    q.write(JOB_AREA, bytes(job_bytes(JOB_AREA + 0x1000, 1, JOB_AREA + 0x800, 77)))
+    q.writel(reg("INT_ENABLE"), R["CONVACCEL_INT_ALL"])
+    q.writel(reg("CMD_ADDR_LO"), JOB_AREA)
+    q.writel(reg("CMD_ADDR_HI"), 0)
+    q.writel(reg("DOORBELL"), 1)
+    deadline = time.monotonic() + 20
+    while q.readl(reg("JOBS_DONE")) != 1:
+        assert time.monotonic() < deadline, "the device never completed the known job"
+        time.sleep(0.01)
+    assert q.readl(reg("LAST_STATUS")) == 0
+    assert q.readl(reg("LAST_TAG")) == 77
+    assert q.readl(reg("INT_STATUS")) & R["CONVACCEL_INT_DONE"]
+    status, layer, tag, done = struct.unpack("<4I", q.read(JOB_AREA + 0x800, 16))
+    assert (status, tag, done) == (0, 77, 1)
+    y = np.frombuffer(q.read(addr_y, 6 * 100 * 4), np.float32).reshape(1, 6, 10, 10)
+    np.testing.assert_allclose(y, ref.conv2d(x, w, b, padding=1, activation="relu"),
+                               rtol=1e-4, atol=1e-4)
+
+
+@pytest.fixture
+def qtest():
+    ensure_built()
+    q = QTest(memory_mb=RAM_MB)
+    yield q
+    assert q.close() is None, f"QEMU exited by itself: {q.log.read_text()[-2000:]}"
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_random_register_and_descriptor_traffic(qtest, seed):
+    rnd = random.Random(seed)
+    for i in range(OPS):
+        fuzz_step(qtest, rnd, i)
+    assert qtest.alive(), f"QEMU died (seed {seed})"
+    assert qtest.readl(reg("ID")) == R["CONVACCEL_ID_VALUE"]
+    run_known_job(qtest, np.random.default_rng(seed))
+    print(f"seed {seed}: {OPS} operations, QEMU alive, device correct afterwards")
+
+
+def test_reset_in_the_middle_of_a_job(qtest):
+    """A hung job and a slow job abandoned by reset: idle at once, then usable."""
+    qtest.writel(reg("FAULT_CTRL"), R["CONVACCEL_FAULT_HANG"])
+    qtest.write(JOB_AREA, bytes(job_bytes(JOB_AREA + 0x1000, 1, JOB_AREA + 0x800, 1)))
+    qtest.writel(reg("CMD_ADDR_LO"), JOB_AREA)
+    qtest.writel(reg("DOORBELL"), 1)
+    qtest.writel(reg("DOORBELL"), 1)
+    assert qtest.readl(reg("STATUS")) & R["CONVACCEL_STATUS_BUSY"]
+    qtest.writel(reg("CTRL"), R["CONVACCEL_CTRL_RESET"])
+    assert qtest.readl(reg("STATUS")) == 0
+    assert qtest.readl(reg("JOBS_DONE")) == 0
+    run_known_job(qtest, np.random.default_rng(0))
+
+
+def test_queue_overflow_is_flagged_not_fatal(qtest):
+    qtest.writel(reg("FAULT_CTRL"), R["CONVACCEL_FAULT_HANG"])
+    qtest.writel(reg("CMD_ADDR_LO"), JOB_AREA)
+    for _ in range(R["CONVACCEL_QUEUE_DEPTH_VALUE"] + 2):
+        qtest.writel(reg("DOORBELL"), 1)
+    status = qtest.readl(reg("STATUS"))
+    assert status & R["CONVACCEL_STATUS_QUEUE_FULL"] and status & R["CONVACCEL_STATUS_OVERFLOW"]
+    assert (status >> 8) & 0xFF == R["CONVACCEL_QUEUE_DEPTH_VALUE"]
+    run_known_job(qtest, np.random.default_rng(0))
