@@ -86,7 +86,7 @@ struct convaccel_dev {
 	struct convaccel_info limits;
 	unsigned int timeout_ms;
 
-	struct mutex lock;
+	struct mutex lock;	/* guards all below, and every file's job lists */
 	bool dead;
 	struct list_head files;
 	struct list_head hw_jobs;

@@ -210,7 +210,7 @@ struct convaccel_submit {
 
 /* Job status (&convaccel_wait.status). */
 #define CONVACCEL_JOB_STATUS_OK		0	/* every layer ran */
-#define CONVACCEL_JOB_STATUS_ERROR	1	/* the device refused or failed it: see reason, layer */
+#define CONVACCEL_JOB_STATUS_ERROR	1	/* device refused or failed it: see reason, layer */
 #define CONVACCEL_JOB_STATUS_TIMEOUT	2	/* over its budget: the device was reset */
 #define CONVACCEL_JOB_STATUS_RESET	3	/* lost to a reset it did not cause */
 
