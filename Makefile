@@ -5,13 +5,14 @@ BOARD := python3 scripts/board.py
 PYTEST_ARGS ?=
 ACCELS ?= 1
 
-.PHONY: help setup artifacts qemu module dtb test test-host demo run clean
+.PHONY: help setup artifacts qemu module dtb test test-host demo run lint clean
 
 help:
 	@echo "make demo       build everything, boot the board, show the accelerator"
 	@echo "make test       host tests + the in-guest suite on the emulated board"
 	@echo "make run        interactive guest shell (CMD='...' runs one command)"
 	@echo "make artifacts  build QEMU, kernel module, guest image and device trees"
+	@echo "make lint       checkpatch --strict, kernel-doc and sparse on the driver"
 
 setup:
 	@scripts/setup-host.sh
@@ -36,6 +37,9 @@ demo: artifacts
 
 run: artifacts
 	@$(BOARD) run --accels $(ACCELS) $(if $(CMD),-- '$(subst ','\'',$(CMD))')
+
+lint:
+	@kernel/lint.sh
 
 clean:
 	rm -rf build

@@ -94,15 +94,25 @@
 #define CONVACCEL_REG_FAULT_DELAY_US	0x074		/* added latency per job */
 #define CONVACCEL_REG_FAULT_ERROR_AFTER	0x078		/* Nth next job fails; 0: off */
 
-/* Job descriptor, at CMD_ADDR (32 bytes, little endian). */
-#define CONVACCEL_JOB_SIZE		32
+/* Job descriptor, at CMD_ADDR (48 bytes, little endian). */
+#define CONVACCEL_JOB_SIZE		48
 #define CONVACCEL_JOB_MAGIC		0x424f4a43	/* "CJOB" in memory */
 #define CONVACCEL_JOB_MAGIC_OFF		0x00	/* u32 */
 #define CONVACCEL_JOB_LAYER_COUNT_OFF	0x04	/* u32, 1..MAX_LAYERS */
 #define CONVACCEL_JOB_LAYERS_OFF	0x08	/* u64, address of the layers */
 #define CONVACCEL_JOB_RESULT_OFF	0x10	/* u64, address of the result */
 #define CONVACCEL_JOB_TAG_OFF		0x18	/* u32, copied to the result */
-#define CONVACCEL_JOB_FLAGS_OFF		0x1c	/* u32, must be 0 */
+#define CONVACCEL_JOB_FLAGS_OFF		0x1c	/* u32, CONVACCEL_JOB_FLAG_* */
+#define  CONVACCEL_JOB_FLAG_STATS	(1u << 0)	/* write per-layer statistics */
+#define CONVACCEL_JOB_STATS_OFF		0x20	/* u64, address of layer_count records */
+#define CONVACCEL_JOB_RSVD_OFF		0x28	/* u64, must be 0 */
+
+/* Per-layer statistics record (32 bytes), with CONVACCEL_JOB_FLAG_STATS. */
+#define CONVACCEL_STATS_SIZE		32
+#define CONVACCEL_STATS_HOST_NS_OFF	0x00	/* u64 each */
+#define CONVACCEL_STATS_CYCLES_OFF	0x08
+#define CONVACCEL_STATS_MACS_OFF	0x10
+#define CONVACCEL_STATS_BYTES_OFF	0x18	/* read + written */
 
 /* Layer descriptor (128 bytes, little endian), an array of them. */
 #define CONVACCEL_LAYER_SIZE		128

@@ -317,6 +317,7 @@ static void convaccel_read_limits(struct convaccel_dev *ca)
 	l->max_tensor_mb = convaccel_read(ca, CONVACCEL_REG_MAX_TENSOR_MB);
 	l->max_buffer_mb = CONVACCEL_MAX_BUFFER_MB;
 	l->timeout_ms = ca->timeout_ms;
+	l->model_clock_mhz = CONVACCEL_MODEL_CLOCK_MHZ;
 }
 
 static void convaccel_put_action(void *data)

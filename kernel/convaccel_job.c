@@ -37,7 +37,8 @@ static_assert(sizeof(struct convaccel_info) == 96);
 static_assert(sizeof(struct convaccel_buffer_create) == 24);
 static_assert(sizeof(struct convaccel_layer) == 152);
 static_assert(sizeof(struct convaccel_submit) == 32);
-static_assert(sizeof(struct convaccel_wait) == 80);
+static_assert(sizeof(struct convaccel_wait) == 96);
+static_assert(sizeof(struct convaccel_layer_stats) == 32);
 
 enum convaccel_job_state {
 	CONVACCEL_JOB_PENDING,
@@ -79,9 +80,15 @@ struct convaccel_job {
 	struct convaccel_wait result;
 };
 
+/* The command buffer: header, layers, result record, per-layer statistics. */
 static size_t result_offset(u32 layer_count)
 {
 	return CONVACCEL_JOB_SIZE + (size_t)layer_count * CONVACCEL_LAYER_SIZE;
+}
+
+static size_t stats_offset(u32 layer_count)
+{
+	return result_offset(layer_count) + CONVACCEL_RESULT_SIZE;
 }
 
 static void convaccel_job_drop_buffers(struct convaccel_job *job)
@@ -244,7 +251,8 @@ static struct convaccel_job *convaccel_job_build(struct convaccel_file *cf,
 	job->layer_count = req->layer_count;
 	job->timeout_ms = req->timeout_ms ?: READ_ONCE(ca->timeout_ms);
 	job->bufs = kcalloc(4 * req->layer_count, sizeof(*job->bufs), GFP_KERNEL);
-	job->cmd_size = result_offset(req->layer_count) + CONVACCEL_RESULT_SIZE;
+	job->cmd_size = stats_offset(req->layer_count) +
+			(size_t)req->layer_count * CONVACCEL_STATS_SIZE;
 	job->cmd = dma_alloc_coherent(ca->dev, job->cmd_size, &job->cmd_dma, GFP_KERNEL);
 	if (!job->bufs || !job->cmd) {
 		ret = -ENOMEM;
@@ -259,6 +267,9 @@ static struct convaccel_job *convaccel_job_build(struct convaccel_file *cf,
 			   job->cmd + CONVACCEL_JOB_LAYERS_OFF);
 	put_unaligned_le64(job->cmd_dma + result_offset(req->layer_count),
 			   job->cmd + CONVACCEL_JOB_RESULT_OFF);
+	put_unaligned_le32(CONVACCEL_JOB_FLAG_STATS, job->cmd + CONVACCEL_JOB_FLAGS_OFF);
+	put_unaligned_le64(job->cmd_dma + stats_offset(req->layer_count),
+			   job->cmd + CONVACCEL_JOB_STATS_OFF);
 	return job;
 err:
 	convaccel_job_put(job);
@@ -295,7 +306,8 @@ static void convaccel_kick(struct convaccel_dev *ca)
 		if (!list_empty(&cf->pending))
 			list_add_tail(&cf->rr, &ca->files);
 		job->state = CONVACCEL_JOB_RUNNING;
-		memset(job->cmd + result_offset(job->layer_count), 0, CONVACCEL_RESULT_SIZE);
+		memset(job->cmd + result_offset(job->layer_count), 0,
+		       job->cmd_size - result_offset(job->layer_count));
 		put_unaligned_le32(job->id, job->cmd + CONVACCEL_JOB_TAG_OFF);
 		if (!ca->hw_count++) {
 			ca->hw_started = ktime_get();
@@ -576,6 +588,25 @@ err_unlock:
 	return ret;
 }
 
+/* Copy up to @count per-layer records of an ended job to userspace. */
+static int copy_layer_stats(struct convaccel_job *job, u64 uptr, u32 count)
+{
+	struct convaccel_layer_stats __user *dst = u64_to_user_ptr(uptr);
+	const u8 *r = job->cmd + stats_offset(job->layer_count);
+	struct convaccel_layer_stats st;
+	u32 i;
+
+	for (i = 0; i < min(count, job->layer_count); i++, r += CONVACCEL_STATS_SIZE) {
+		st.device_ns = get_unaligned_le64(r + CONVACCEL_STATS_HOST_NS_OFF);
+		st.cycles = get_unaligned_le64(r + CONVACCEL_STATS_CYCLES_OFF);
+		st.macs = get_unaligned_le64(r + CONVACCEL_STATS_MACS_OFF);
+		st.bytes = get_unaligned_le64(r + CONVACCEL_STATS_BYTES_OFF);
+		if (copy_to_user(&dst[i], &st, sizeof(st)))
+			return -EFAULT;
+	}
+	return 0;
+}
+
 int convaccel_ioctl_wait(struct convaccel_file *cf, void __user *arg)
 {
 	struct convaccel_dev *ca = cf->ca;
@@ -586,6 +617,8 @@ int convaccel_ioctl_wait(struct convaccel_file *cf, void __user *arg)
 
 	if (copy_from_user(&req, arg, sizeof(req)))
 		return -EFAULT;
+	if (req.layer_stats && req.layer_stats_size != sizeof(struct convaccel_layer_stats))
+		return -EINVAL;
 	if (req.job_id > U32_MAX)
 		return -ENOENT;
 	xa_lock(&cf->jobs);
@@ -627,6 +660,9 @@ int convaccel_ioctl_wait(struct convaccel_file *cf, void __user *arg)
 		req.latency_ns = job->result.latency_ns;
 	}
 	mutex_unlock(&ca->lock);
+	/* an ended job's command buffer no longer changes: no lock needed */
+	if (!ret && req.layer_stats)
+		ret = copy_layer_stats(job, req.layer_stats, req.layer_stats_count);
 	convaccel_job_put(job);
 	if (!ret && copy_to_user(arg, &req, sizeof(req)))
 		ret = -EFAULT;

@@ -1,12 +1,25 @@
-"""python3 -m pyaccel: list and inspect accelerators."""
+"""python3 -m pyaccel: list, info, run, selftest, demo."""
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 
-from . import discovery
+import numpy as np
+
+from . import discovery, models
+from . import reference as ref
 from .device import open as open_device
 from .errors import AccelError
+
+
+def progress(message: str) -> None:
+    """Long work says what it is doing (on stderr, so output stays clean)."""
+    print(f"[pyaccel] {message}", file=sys.stderr, flush=True)
+
+
+def device_arg(value: str | None):
+    return int(value) if value and value.isdigit() else value
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -21,29 +34,156 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    target = int(args.device) if args.device and args.device.isdigit() else args.device
-    with open_device(target) as dev:
-        i = dev.info
-        print(f"device       {dev.path}")
-        print(f"hw id        0x{i.hw_id:08x}")
-        print(f"hw version   {i.version}")
-        print(f"hw caps      0x{i.hw_caps:08x}")
-        print(f"abi version  {i.abi_version}")
-        print(f"instance     {i.instance}")
-        print(f"irq count    {i.irq_count}")
+    with open_device(device_arg(args.device)) as dev:
+        print(f"{'device':<14} {dev.path}")
+        print(f"{'hw version':<14} {dev.info.version}")
+        for name, value in dev.info.fields.items():
+            print(f"{name:<14} {value:#010x}" if name.startswith("hw_") else
+                  f"{name:<14} {value}")
     return 0
+
+
+def build_model(args: argparse.Namespace) -> models.Model:
+    if args.model == "mobilenet_v1":
+        m = models.mobilenet_v1(args.width, args.resolution, args.classes or 1000, args.seed)
+    else:
+        double = [int(v) for v in args.double.split(",") if v] if args.double else ()
+        m = models.allconv(args.width, double, args.depth, args.variant,
+                           input_size=args.resolution if args.resolution != 224 else 32,
+                           num_classes=args.classes or 10, seed=args.seed)
+    if args.weights:
+        m.load_npz(args.weights)
+    return m
+
+
+def stats_table(inf, model) -> str:
+    mhz = inf.model_clock_mhz
+    rows = [f"{'layer':<14} {'op':<8} {'MACs':>14} {'device ms':>10} {'model ms':>9} "
+            f"{'bytes':>12}"]
+    for s in inf.layers:
+        rows.append(f"{s.name:<14} {s.op:<8} {s.macs:>14,} {s.device_ns / 1e6:>10.3f} "
+                    f"{s.cycles / mhz / 1e3:>9.4f} {s.bytes:>12,}")
+    j = inf.job
+    rows.append(f"{'total':<14} {'':<8} {j.macs:>14,} {j.device_ns / 1e6:>10.3f} "
+                f"{inf.modelled_ms:>9.4f} {j.bytes_read + j.bytes_written:>12,}")
+    rows.append(f"device compute {j.device_ns / 1e6:.2f} ms, modelled "
+                f"{inf.modelled_ms:.3f} ms ({j.cycles:,} cycles), job latency "
+                f"{j.latency_ns / 1e6:.2f} ms, wall {inf.wall_ns / 1e6:.2f} ms, "
+                f"{j.bytes_read + j.bytes_written:,} bytes moved")
+    return "\n".join(rows)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    model = build_model(args)
+    print(model.summary() if args.verbose else
+          f"{model.name}: {model.params:,} params, {model.macs:,} MACs")
+    shape = (args.batch,) + model.input_shape
+    x = (np.load(args.input).astype(np.float32).reshape(shape) if args.input else
+         np.random.default_rng(args.seed).standard_normal(shape, dtype=np.float32))
+    with open_device(device_arg(args.device)) as dev:
+        progress("uploading weights and preparing the job")
+        with model.compile(dev, args.batch) as net:
+            net(x)                                       # warm-up
+            inf = net(x)
+    top = np.argsort(-inf.output[0])[:5]
+    print("top-5:", ", ".join(f"{c}: {inf.output[0][c]:.4f}" for c in top))
+    print(stats_table(inf, model))
+    if args.check:
+        progress("computing the numpy reference on the CPU")
+        want = model.reference(x)
+        err = float(np.abs(inf.output - want).max())
+        print(f"max |device - reference| = {err:.3g}")
+        return 0 if err < 1e-3 else 1
+    return 0
+
+
+def cmd_selftest(args: argparse.Namespace) -> int:
+    rng = np.random.default_rng(0)
+    cases = [((1, 8, 12, 12), (16, 8, 3, 3), dict(padding=1, activation="relu")),
+             ((2, 16, 9, 9), (16, 1, 3, 3), dict(groups=16, stride=2, padding=1)),
+             ((1, 32, 4, 4), (10, 32, 1, 1), {})]
+    failures = 0
+    with open_device(device_arg(args.device)) as dev:
+        for xs, ws, kw in cases:
+            x = rng.standard_normal(xs, dtype=np.float32)
+            w = rng.standard_normal(ws, dtype=np.float32)
+            err = float(np.abs(dev.conv2d(x, w, **kw) - ref.conv2d(x, w, **kw)).max())
+            ok = err < 1e-3
+            failures += not ok
+            print(f"conv2d x{xs} w{ws} {kw}: max error {err:.2e} {'ok' if ok else 'FAIL'}")
+        x = rng.standard_normal((1, 4, 8, 8), dtype=np.float32)
+        for name in ("max_pool2d", "avg_pool2d"):
+            err = float(np.abs(getattr(dev, name)(x, 2) - getattr(ref, name)(x, 2)).max())
+            failures += err >= 1e-5
+            print(f"{name} x{x.shape}: max error {err:.2e} {'ok' if err < 1e-5 else 'FAIL'}")
+    print("selftest:", "FAILED" if failures else "passed")
+    return 1 if failures else 0
+
+
+def demo_models() -> list[models.Model]:
+    nets = [models.allconv(variant=v) for v in models.ALLCONV_VARIANTS]
+    return nets + [models.mobilenet_v1(a) for a in (1.0, 0.75, 0.5, 0.25)]
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Every demo network on the device, checked against the CPU reference."""
+    rows = []
+    with open_device(device_arg(args.device)) as dev:
+        for model in demo_models():
+            progress(f"{model.name}: compiling, running, checking against numpy")
+            x = np.random.default_rng(1).standard_normal((1,) + model.input_shape,
+                                                         dtype=np.float32)
+            with model.compile(dev) as net:
+                net(x)
+                times = []
+                for _ in range(args.repeat):
+                    t0 = time.monotonic()
+                    inf = net(x)
+                    times.append(time.monotonic() - t0)
+            err = float(np.abs(inf.output - model.reference(x)).max())
+            rows.append((model.name, model.config.get("width_mult", model.config.get("width")),
+                         model.params, model.macs, inf.job.device_ns / 1e6,
+                         float(np.median(times)) * 1e3, inf.modelled_ms, err))
+    print(f"{'model':<28} {'width':>5} {'params':>10} {'MACs':>13} {'device ms':>9} "
+          f"{'e2e ms':>8} {'model ms':>8} {'max err':>8}")
+    for r in rows:
+        print(f"{r[0]:<28} {r[1]:>5g} {r[2]:>10,} {r[3]:>13,} {r[4]:>9.2f} {r[5]:>8.2f} "
+              f"{r[6]:>8.3f} {r[7]:>8.1e}")
+    return 0 if all(r[7] < 1e-3 for r in rows) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python3 -m pyaccel", description=__doc__)
+    p.add_argument("-d", "--device", help="index (0, 1, ...) or device path; default: first")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="list accelerators").set_defaults(func=cmd_list)
-    info = sub.add_parser("info", help="show one accelerator's information")
-    info.add_argument("device", nargs="?", help="index (0, 1, ...) or device path; default: first")
-    info.set_defaults(func=cmd_info)
+    sub.add_parser("info", help="show an accelerator's information").set_defaults(func=cmd_info)
+    run = sub.add_parser("run", help="run a network on the device")
+    run.add_argument("model", choices=["mobilenet_v1", "allconv"])
+    run.add_argument("--width", type=float, default=1.0, help="width multiplier")
+    run.add_argument("--depth", type=int, default=5, help="allconv: conv layers")
+    run.add_argument("--double", default="", help="allconv: layers to double, e.g. 1,2")
+    run.add_argument("--variant", help=f"allconv: one of {', '.join(models.ALLCONV_VARIANTS)}")
+    run.add_argument("--resolution", type=int, default=224, help="input size (allconv: 32)")
+    run.add_argument("--classes", type=int, help="number of classes")
+    run.add_argument("--batch", type=int, default=1)
+    run.add_argument("--seed", type=int, default=0, help="random weights and input")
+    run.add_argument("--weights", help=".npz of weights (see pyaccel.graph)")
+    run.add_argument("--input", help=".npy input (default: random)")
+    run.add_argument("--check", action="store_true", help="compare with the numpy reference")
+    run.add_argument("-v", "--verbose", action="store_true", help="print the layer table")
+    run.set_defaults(func=cmd_run)
+    sub.add_parser("selftest", help="quick correctness check against numpy"
+                   ).set_defaults(func=cmd_selftest)
+    demo = sub.add_parser("demo", help="all demo networks, with a results table")
+    demo.add_argument("--repeat", type=int, default=3)
+    demo.set_defaults(func=cmd_demo)
     args = p.parse_args(argv)
     try:
         return args.func(args)
     except AccelError as e:
         print(f"pyaccel: {e}", file=sys.stderr)
         return 1
+    except (ValueError, KeyError, OSError) as e:
+        print(f"pyaccel: {e}", file=sys.stderr)
+        return 2

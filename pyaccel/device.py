@@ -84,8 +84,9 @@ class Device:
         """A new device buffer of `size` bytes, mapped."""
         return Buffer(self, size)
 
-    def submit(self, layers: Sequence[Layer], timeout_ms: int = 0) -> Job:
-        """Queue a chain of layers; returns at once with a Job to wait on."""
+    def submit(self, layers: Sequence[Layer] | Any, timeout_ms: int = 0) -> Job:
+        """Queue a chain of layers (or an array from jobs.encode); returns at
+        once with a Job to wait on."""
         return Job(self, layers, timeout_ms)
 
     def conv2d(self, x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,

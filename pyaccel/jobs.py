@@ -66,6 +66,16 @@ class Layer:
 
 
 @dataclass(frozen=True)
+class LayerCost:
+    """What one layer cost (struct convaccel_layer_stats)."""
+
+    device_ns: int
+    cycles: int
+    macs: int
+    bytes: int
+
+
+@dataclass(frozen=True)
 class JobResult:
     """What the device did (struct convaccel_wait, in Python units)."""
 
@@ -79,33 +89,47 @@ class JobResult:
     device_ns: int
     cycles: int
     latency_ns: int
+    layers: tuple = ()          # LayerCost of each layer, in order
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
 
 
-class Job:
-    """A submitted job; wait() for its result."""
+def encode(layers: Sequence[Layer]) -> Any:
+    """The layers as the driver's struct array (reusable across submits)."""
+    arr = ffi.new("struct convaccel_layer[]", len(layers))
+    for i, layer in enumerate(layers):
+        layer.fill(arr[i])
+    return arr
 
-    def __init__(self, device: "Device", layers: Sequence[Layer], timeout_ms: int = 0) -> None:
+
+class Job:
+    """A submitted job; wait() for its result. `layers` is a list of Layer
+    or an array from encode() (a compiled network submits the same one)."""
+
+    def __init__(self, device: "Device", layers: Sequence[Layer] | Any,
+                 timeout_ms: int = 0) -> None:
         self.device = device
-        n = len(layers)
-        arr = ffi.new("struct convaccel_layer[]", n)
-        for i, layer in enumerate(layers):
-            layer.fill(arr[i])
+        arr = encode(layers) if isinstance(layers, (list, tuple)) else layers
+        n = len(arr)
         req = ffi.new("struct convaccel_submit *", {
             "layers": int(ffi.cast("uintptr_t", arr)), "layer_count": n,
             "layer_size": ffi.sizeof("struct convaccel_layer"), "timeout_ms": timeout_ms})
         device.ioctl("SUBMIT", req, f"submit a job of {n} layers")
         self.id: int = req.job_id
+        self.layer_count = n
         self.result: JobResult | None = None
 
     def wait(self, timeout: float | None = None, check: bool = True) -> JobResult:
         """Wait up to `timeout` seconds (None: for ever). Raises JobError for a
         failed job when `check`, AccelError(ETIMEDOUT) if still running."""
         if self.result is None:
-            req = ffi.new("struct convaccel_wait *", {"job_id": self.id})
+            stats = ffi.new("struct convaccel_layer_stats[]", self.layer_count)
+            req = ffi.new("struct convaccel_wait *", {
+                "job_id": self.id, "layer_stats": int(ffi.cast("uintptr_t", stats)),
+                "layer_stats_count": self.layer_count,
+                "layer_stats_size": ffi.sizeof("struct convaccel_layer_stats")})
             req.timeout_ns = (2**63 - 1 if timeout is None
                               else time.monotonic_ns() + int(timeout * 1e9))
             self.device.ioctl("WAIT", req, f"wait for job {self.id}")
@@ -115,7 +139,9 @@ class Job:
                 layer=None if req.layer == 0xFFFFFFFF else req.layer,
                 layers_done=req.layers_done, macs=req.macs, bytes_read=req.bytes_read,
                 bytes_written=req.bytes_written, device_ns=req.device_ns,
-                cycles=req.cycles, latency_ns=req.latency_ns)
+                cycles=req.cycles, latency_ns=req.latency_ns,
+                layers=tuple(LayerCost(st.device_ns, st.cycles, st.macs, st.bytes)
+                             for st in stats))
         if check and not self.result.ok:
             raise JobError(self.id, self.result)
         return self.result

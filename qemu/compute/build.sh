@@ -4,8 +4,10 @@
 # convaccel_compute.c into itself on its own). Rebuilds only when a source or
 # this script is newer than the library. Prints the library's path.
 #
-# -march=x86-64-v2 (SSE4.2) keeps the library portable to any x86_64 host
-# that QEMU supports well; OpenBLAS picks its own kernels at run time.
+# -march=x86-64-v2 (SSE4.2) keeps the library portable to any x86_64 host;
+# the hot loops carry AVX2 and AVX-512 clones picked at load time, and
+# OpenBLAS picks its own kernels at run time. -z nodelete: the library keeps
+# a pool of worker threads, so it must never be unloaded (dlclose).
 set -euo pipefail
 . "$(dirname "$0")/../../scripts/lib.sh"
 
@@ -31,8 +33,8 @@ if $stale; then
 	# shellcheck disable=SC2046,SC2086  # word splitting of flags is intended
 	$CC -std=gnu11 $CFLAGS -fPIC -shared -Wall -Wextra \
 		$(pkg-config --cflags openblas) \
-		-o "$lib.tmp" "$src/convaccel_compute.c" \
-		$(pkg-config --libs openblas) -lpthread -lm
-	mv "$lib.tmp" "$lib"
+		-o "$lib.tmp.$$" "$src/convaccel_compute.c" \
+		$(pkg-config --libs openblas) -lpthread -lm -Wl,-z,nodelete
+	mv "$lib.tmp.$$" "$lib"
 fi
 printf '%s\n' "$lib"

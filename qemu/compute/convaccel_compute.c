@@ -6,14 +6,17 @@
  *     [c_in/groups][h*w] right-hand matrix, so it goes to SGEMM as it is;
  *   - anything else: im2col into a bounded scratch buffer, a band of output
  *     rows at a time, then SGEMM on the band.
- * Convolutions with one input channel per group (depthwise) and the pooling
- * ops use direct loops over output rows that the compiler vectorizes.
+ * Convolutions with one input channel per group (depthwise) run as a 1-D
+ * filter over a padded, phase-split copy of each plane (see "Depthwise"),
+ * pooling as direct loops over output rows; the compiler vectorizes both.
  *
  * Everything here is reentrant: scratch memory is malloc'ed per call, and
  * the only global state is the thread count and a pool of worker threads
- * (plain pthreads, under one lock) that takes work split over image planes
- * or im2col rows when it is large enough to pay; SGEMM uses OpenBLAS's own
- * threads.
+ * (plain pthreads, under one lock). The pool takes work split over image
+ * planes, im2col rows, or slices of a GEMM when it is large enough to pay.
+ * OpenBLAS itself is set to one thread (process-wide): independent calls
+ * on slices scale better than its own threads on these shapes, and its
+ * idle threads would compete with ours for the cores.
  *
  * A plain C file: standard headers and cblas.h only, no QEMU headers.
  *
@@ -23,12 +26,14 @@
 #define _POSIX_C_SOURCE 200809L
 #endif
 
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -68,6 +73,19 @@ static size_t min_size(size_t a, size_t b)
     return a < b ? a : b;
 }
 
+/* a * b, or SIZE_MAX if that overflows. */
+static size_t mul_sat(size_t a, size_t b)
+{
+    return b && a > SIZE_MAX / b ? SIZE_MAX : a * b;
+}
+
+/* malloc(count floats); NULL if the size overflows. */
+static float *alloc_floats(size_t count)
+{
+    return count > SIZE_MAX / sizeof(float) ? NULL
+                                            : malloc(count * sizeof(float));
+}
+
 static size_t cvc_nthreads(void)
 {
     int n = atomic_load_explicit(&cvc_threads, memory_order_relaxed);
@@ -98,7 +116,8 @@ void cvc_set_threads(int n)
 typedef void cvc_range_fn(void *ctx, size_t begin, size_t end);
 
 struct cvc_batch {
-    atomic_size_t pending;      /* queued or running tasks, under the lock */
+    atomic_size_t pending;      /* queued or running tasks; changed under
+                                 * the lock, polled without it */
 };
 
 struct cvc_task {
@@ -251,7 +270,7 @@ static void cvc_parallel(cvc_range_fn *fn, void *ctx, size_t count,
     size_t nt = min_size(cvc_nthreads(), count);
     size_t i;
 
-    nt = min_size(nt, count * item_work / CVC_MIN_WORK_PER_THREAD);
+    nt = min_size(nt, mul_sat(count, item_work) / CVC_MIN_WORK_PER_THREAD);
     if (nt <= 1) {
         fn(ctx, 0, count);
         return;
@@ -525,16 +544,22 @@ static int conv_gemm(const struct cvc_conv *p, const float *in,
     float *col = NULL;
     size_t n, g, oh0;
 
+    /* BLAS takes int sizes: shapes beyond them (tens of GB) are refused. */
+    if (k > INT_MAX || cout_g > INT_MAX || p->w_out > INT_MAX) {
+        return -1;
+    }
     pthread_once(&blas_once, openblas_single_threaded);
     if (!is_pointwise(p)) {
-        size_t row_bytes = k * p->w_out * sizeof(float);
+        size_t row_floats = k * p->w_out;
 
-        band = min_size(p->h_out, CVC_COL_BYTES / row_bytes);
-        band = band ? band : 1;
-        col = malloc(band * row_bytes);
+        band = min_size(p->h_out, CVC_COL_BYTES / sizeof(float) / row_floats);
+        band = min_size(band ? band : 1, INT_MAX / p->w_out);
+        col = alloc_floats(mul_sat(band, row_floats));
         if (!col) {
             return -1;
         }
+    } else if (plane_out > INT_MAX) {
+        return -1;
     }
 
     for (n = 0; n < p->n; n++) {
@@ -601,6 +626,7 @@ struct dw_job {
     float *out;
     size_t rows, cols;      /* of a phase plane: R and L */
     size_t phase_len;       /* floats per phase plane, with slack */
+    size_t stride_len;      /* floats in all the phase planes */
     size_t flat_len;        /* h_out * L, rounded up to whole vectors */
     size_t *toff;           /* [kh * kw]: tap offsets into the scratch */
     atomic_int failed;
@@ -648,7 +674,7 @@ static void dw_fill_scratch(const struct dw_job *j, const float *x,
     const struct cvc_conv *p = j->p;
     size_t sh = p->stride_h, sw = p->stride_w, ih;
 
-    memset(scratch, 0, sh * sw * j->phase_len * sizeof(float));
+    memset(scratch, 0, j->stride_len * sizeof(float));
     for (ih = 0; ih < p->h_in; ih++) {
         size_t r = ih + p->pad_top;  /* padded row */
 
@@ -708,11 +734,11 @@ static void depthwise_planes(void *opaque, size_t begin, size_t end)
     size_t taps = (size_t)p->kh * p->kw;
     size_t plane_in = (size_t)p->h_in * p->w_in;
     size_t plane_out = (size_t)p->h_out * p->w_out;
-    size_t scratch_len = (size_t)p->stride_h * p->stride_w * j->phase_len;
+    size_t scratch_len = j->stride_len;
     float *scratch, *flat;
     size_t pl, oh;
 
-    scratch = malloc((scratch_len + j->flat_len) * sizeof(float));
+    scratch = alloc_floats(scratch_len + j->flat_len);
     if (!scratch) {
         atomic_store(&j->failed, 1);
         return;
@@ -752,9 +778,15 @@ static int conv_depthwise(const struct cvc_conv *p, const float *in,
     };
     size_t ki, kj;
 
-    job.flat_len = (p->h_out * job.cols + VEC_LEN - 1) / VEC_LEN * VEC_LEN;
     /* The last vector may read up to VEC_LEN - 1 entries past the rows. */
-    job.phase_len = job.rows * job.cols + col_shift + VEC_LEN;
+    job.phase_len = mul_sat(job.rows, job.cols) + col_shift + VEC_LEN;
+    job.stride_len = mul_sat(sh * sw, job.phase_len);
+    job.flat_len = mul_sat(p->h_out, job.cols);
+    if (job.phase_len < VEC_LEN || job.stride_len > SIZE_MAX / 2 ||
+        job.flat_len > SIZE_MAX / 2) {
+        return -1;  /* sizes overflowed: no such memory anyway */
+    }
+    job.flat_len = (job.flat_len + VEC_LEN - 1) / VEC_LEN * VEC_LEN;
     job.toff = malloc((size_t)p->kh * p->kw * sizeof(*job.toff));
     if (!job.toff) {
         return -1;
@@ -865,6 +897,7 @@ static bool is_global(const struct cvc_pool *p)
 }
 
 /* One output plane of max (is_max) or average pooling. */
+CVC_TARGET_CLONES
 static void pool_plane(const struct cvc_pool *p, const float *x, float *y,
                        bool is_max)
 {

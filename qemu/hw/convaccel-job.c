@@ -36,6 +36,24 @@ typedef struct JobCounters {
     uint64_t macs, bytes_read, bytes_written, host_ns, cycles;
 } JobCounters;
 
+static bool dma_write(ConvAccelState *s, uint32_t gen, uint64_t addr,
+                      const void *buf, uint64_t len);
+
+/* Per-layer statistics: what a layer added to the job's counters. */
+static void write_layer_stats(ConvAccelState *s, uint32_t gen, uint64_t addr,
+                              const JobCounters *before, const JobCounters *after)
+{
+    uint8_t r[CONVACCEL_STATS_SIZE];
+
+    stq_le_p(r + CONVACCEL_STATS_HOST_NS_OFF, after->host_ns - before->host_ns);
+    stq_le_p(r + CONVACCEL_STATS_CYCLES_OFF, after->cycles - before->cycles);
+    stq_le_p(r + CONVACCEL_STATS_MACS_OFF, after->macs - before->macs);
+    stq_le_p(r + CONVACCEL_STATS_BYTES_OFF,
+             after->bytes_read + after->bytes_written -
+             before->bytes_read - before->bytes_written);
+    dma_write(s, gen, addr, r, sizeof(r));
+}
+
 static const char *const convaccel_err_names[CONVACCEL_ERR_COUNT] = {
     [CONVACCEL_ERR_OK] = "ok",
     [CONVACCEL_ERR_MAGIC] = "bad job magic",
@@ -373,8 +391,8 @@ static bool run_job(ConvAccelState *s, const ConvAccelJob *job, uint32_t gen,
     g_autofree uint8_t *descs = NULL;
     g_autofree Layer *layers = NULL;
     JobCounters c = { .cycles = CONVACCEL_MODEL_JOB_CYCLES };
-    uint64_t layers_addr, result_addr = 0;
-    uint32_t i, count = 0, done = 0, index = CONVACCEL_RESULT_LAYER_JOB;
+    uint64_t layers_addr, stats_addr, result_addr = 0;
+    uint32_t i, flags, count = 0, done = 0, index = CONVACCEL_RESULT_LAYER_JOB;
 
     *d = (ConvAccelDone) { .layer = CONVACCEL_RESULT_LAYER_JOB,
                            .lost_irq = job->faults & CONVACCEL_FAULT_LOST_IRQ };
@@ -396,14 +414,21 @@ static bool run_job(ConvAccelState *s, const ConvAccelJob *job, uint32_t gen,
     result_addr = ldq_le_p(hdr + CONVACCEL_JOB_RESULT_OFF);
     count = ldl_le_p(hdr + CONVACCEL_JOB_LAYER_COUNT_OFF);
     layers_addr = ldq_le_p(hdr + CONVACCEL_JOB_LAYERS_OFF);
+    flags = ldl_le_p(hdr + CONVACCEL_JOB_FLAGS_OFF);
+    stats_addr = ldq_le_p(hdr + CONVACCEL_JOB_STATS_OFF);
     trace_convaccel_job_start(d->tag, job->addr, count);
 
     if (ldl_le_p(hdr + CONVACCEL_JOB_MAGIC_OFF) != CONVACCEL_JOB_MAGIC) {
         d->status = CONVACCEL_ERR_MAGIC;
-    } else if (ldl_le_p(hdr + CONVACCEL_JOB_FLAGS_OFF)) {
+    } else if ((flags & ~CONVACCEL_JOB_FLAG_STATS) ||
+               ldq_le_p(hdr + CONVACCEL_JOB_RSVD_OFF)) {
         d->status = CONVACCEL_ERR_RESERVED;
     } else if (!in_range(count, 1, CONVACCEL_MAX_LAYERS_VALUE)) {
         d->status = CONVACCEL_ERR_LAYER_COUNT;
+    } else if ((flags & CONVACCEL_JOB_FLAG_STATS) &&
+               !dma_range_ok(s, stats_addr, (uint64_t)count * CONVACCEL_STATS_SIZE,
+                             true)) {
+        d->status = CONVACCEL_ERR_DMA;
     } else if (job->faults & CONVACCEL_FAULT_DMA_ERROR) {
         d->status = CONVACCEL_ERR_DMA;
     } else if (job->inject_error) {
@@ -421,9 +446,15 @@ static bool run_job(ConvAccelState *s, const ConvAccelJob *job, uint32_t gen,
             index = i;
         }
         for (i = 0; i < count && !d->status; i++) {
+            JobCounters before = c;
+
             index = i;
             d->status = run_layer(s, gen, &layers[i], &c);
             done += !d->status;
+            if (flags & CONVACCEL_JOB_FLAG_STATS) {
+                write_layer_stats(s, gen, stats_addr + (uint64_t)i * CONVACCEL_STATS_SIZE,
+                                  &before, &c);
+            }
         }
     }
     if (d->status) {

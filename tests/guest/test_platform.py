@@ -110,7 +110,7 @@ def test_closed_device_raises(dev):
 def test_cli_info():
     out = subprocess.run([sys.executable, "-m", "pyaccel", "info"], capture_output=True,
                          text=True, check=True).stdout
-    assert re.search(r"^hw id\s+0x434e5641$", out, re.M), out
+    assert re.search(r"^hw_id\s+0x434e5641$", out, re.M), out
     assert re.search(r"^hw version\s+1\.0$", out, re.M), out
 
 

@@ -166,10 +166,19 @@ CONVS = [
     Conv("depthwise-stride3-dilation2", c_in=4, c_out=4, hw=(16, 17), groups=4,
          stride=(3, 3), dilation=(2, 2), pads=(2, 1, 0, 2)),
     Conv("depthwise-multiplier2", c_in=4, c_out=8, groups=4, pads=(1, 1, 1, 1)),
+    Conv("depthwise-3x1-stride1x2-dilation2x1", c_in=6, c_out=6, hw=(9, 12), k=(3, 1),
+         groups=6, stride=(1, 2), dilation=(2, 1), pads=(2, 1, 0, 1)),
+    Conv("depthwise-7x7-on-7x7-pad3", c_in=64, c_out=64, hw=(7, 7), k=(7, 7), groups=64,
+         pads=(3, 3, 3, 3), act="relu"),
     Conv("depthwise-wide-rows-relu", c_in=4, c_out=4, hw=(5, 67), groups=4,
          pads=(1, 1, 1, 1), act="relu"),
     Conv("wide-256-to-512-3x3", c_in=256, c_out=512, hw=(6, 5), pads=(1, 1, 1, 1)),
     Conv("wide-256-to-512-1x1", c_in=256, c_out=512, hw=(4, 4), k=(1, 1)),
+    # Large enough to be split across threads: by output columns, by rows.
+    Conv("pointwise-split-columns-relu6", c_in=64, c_out=32, hw=(40, 40), k=(1, 1),
+         act="relu6"),
+    Conv("pointwise-split-rows-relu", c_in=256, c_out=256, hw=(7, 7), k=(1, 1), act="relu"),
+    Conv("classifier-1024-to-1000-on-1x1", c_in=1024, c_out=1000, hw=(1, 1), k=(1, 1)),
     # Enough im2col rows (128 * 9 * 48 floats a row) for several bands.
     Conv("im2col-bands", c_in=128, c_out=4, hw=(60, 48), pads=(1, 1, 1, 1)),
 ]

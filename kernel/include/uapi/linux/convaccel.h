@@ -31,7 +31,7 @@
  * Bumped on every incompatible change; userspace checks it against
  * &convaccel_info.abi_version and refuses to run on a mismatch.
  */
-#define CONVACCEL_ABI_VERSION 2
+#define CONVACCEL_ABI_VERSION 3
 
 /**
  * struct convaccel_info - what CONVACCEL_IOCTL_INFO returns
@@ -49,6 +49,7 @@
  * @max_tensor_mb: largest tensor, in MiB
  * @max_buffer_mb: largest buffer CONVACCEL_IOCTL_BUFFER_CREATE makes, in MiB
  * @timeout_ms: default time budget of a job on the device
+ * @model_clock_mhz: clock of the cost model behind &convaccel_wait.cycles
  * @reserved: zero
  * @irq_count: interrupts the driver has handled since probe
  */
@@ -67,7 +68,8 @@ struct convaccel_info {
 	__u32 max_tensor_mb;
 	__u32 max_buffer_mb;
 	__u32 timeout_ms;
-	__u32 reserved[8];
+	__u32 model_clock_mhz;
+	__u32 reserved[7];
 	__u64 irq_count;
 };
 
@@ -230,6 +232,20 @@ struct convaccel_submit {
 #define CONVACCEL_REASON_NO_MEMORY	12
 
 /**
+ * struct convaccel_layer_stats - what one layer of a job cost
+ * @device_ns: host nanoseconds the emulated device spent computing it
+ * @cycles: modelled device cycles
+ * @macs: multiply-accumulates
+ * @bytes: bytes read and written
+ */
+struct convaccel_layer_stats {
+	__u64 device_ns;
+	__u64 cycles;
+	__u64 macs;
+	__u64 bytes;
+};
+
+/**
  * struct convaccel_wait - CONVACCEL_IOCTL_WAIT
  * @job_id: in: a job of this file
  * @timeout_ns: in: absolute CLOCK_MONOTONIC deadline; 0: do not wait
@@ -243,11 +259,17 @@ struct convaccel_submit {
  * @device_ns: out: host nanoseconds the emulated device spent computing
  * @cycles: out: modelled device cycles (docs/hardware.md, cost model)
  * @latency_ns: out: from submit to completion, as the driver saw it
+ * @layer_stats: in: user pointer to @layer_stats_count &struct
+ *	convaccel_layer_stats to fill (one per layer, in order), or 0
+ * @layer_stats_count: in: room at @layer_stats, in entries
+ * @layer_stats_size: in: sizeof(struct convaccel_layer_stats), or 0 with no
+ *	@layer_stats
  *
  * Returns 0 when the job has ended (whatever its status); the job is then
  * retired and its id unknown. Errors: ETIMEDOUT (still running at the
  * deadline; the job stays valid), EINTR/ERESTARTSYS (a signal; the job
- * stays valid), ENOENT (no such job in this file).
+ * stays valid), ENOENT (no such job in this file), EINVAL (a layer_stats_size
+ * this driver does not know).
  */
 struct convaccel_wait {
 	__u64 job_id;
@@ -262,6 +284,9 @@ struct convaccel_wait {
 	__u64 device_ns;
 	__u64 cycles;
 	__u64 latency_ns;
+	__u64 layer_stats;
+	__u32 layer_stats_count;
+	__u32 layer_stats_size;
 };
 
 #define CONVACCEL_IOCTL_BASE 0xCA

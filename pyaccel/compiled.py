@@ -1,0 +1,127 @@
+"""A network prepared on the device: weights uploaded once, every layer in
+one descriptor chain, one submit per inference."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional
+
+import numpy as np
+
+from . import reference as ref
+from .errors import ShapeError
+from .graph import Conv2d, Model
+from .jobs import JobResult, Layer, Tensor, encode
+from .ops import ALIGN, window_geometry
+
+if TYPE_CHECKING:
+    from .device import Device
+
+
+def _aligned(nbytes: int) -> int:
+    return -(-nbytes // ALIGN) * ALIGN
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    """One layer of an inference, as the device measured it."""
+
+    name: str
+    op: str
+    macs: int
+    device_ns: int
+    cycles: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Inference:
+    """What one call of a CompiledModel returns."""
+
+    output: np.ndarray          # class probabilities (softmax) or scores, (N, classes)
+    job: JobResult              # totals: device_ns, cycles, macs, bytes, latency_ns
+    layers: list[LayerStats]
+    wall_ns: int                # from writing the input to reading the output
+
+    model_clock_mhz: int        # the cost model's clock, from the device
+
+    @property
+    def modelled_ms(self) -> float:
+        """The modelled silicon's time for this inference."""
+        return self.job.cycles / (self.model_clock_mhz * 1e3)
+
+
+class CompiledModel:
+    """`model.compile(device, batch)`: call it with an (N, C, H, W) array."""
+
+    def __init__(self, model: Model, device: "Device", batch: int = 1) -> None:
+        self.model, self.device, self.batch = model, device, batch
+        shapes = [model.input_shape] + model.shapes()
+        self._act_offsets, size = [], 0
+        for s in shapes:
+            self._act_offsets.append(size)
+            size += _aligned(4 * batch * int(np.prod(s)))
+        self._acts = device.buffer(size)
+        self._weights, w_offsets = self._upload(model)
+        self.layers = []
+        for i, op in enumerate(model.ops):
+            s_in = (batch,) + shapes[i]
+            t_in = Tensor(self._acts.handle, self._act_offsets[i])
+            t_out = Tensor(self._acts.handle, self._act_offsets[i + 1])
+            if isinstance(op, Conv2d):
+                g = window_geometry(device, s_in, op.c_out, op.weight_shape()[2:], op.stride,
+                                    op.padding, op.dilation, op.groups)
+                w_key, b_key = f"{op.name}.weight", f"{op.name}.bias"
+                layer = Layer("conv", t_in, t_out, Tensor(self._weights.handle, w_offsets[w_key]),
+                              Tensor(self._weights.handle, w_offsets[b_key])
+                              if b_key in w_offsets else None, op.activation or "none", g)
+            else:
+                kernel, stride = op.window(shapes[i])
+                g = window_geometry(device, s_in, s_in[1], kernel, stride, op.padding, 1, 1)
+                layer = Layer(f"{op.kind}pool", t_in, t_out, activation=op.activation or "none",
+                              geometry=g)
+            if tuple(g[k] for k in ("c_out", "h_out", "w_out")) != shapes[i + 1]:
+                raise ShapeError(f"{op.name}: device output {g} differs from the model's")
+            self.layers.append(layer)
+        self._encoded = encode(self.layers)
+        self.input = self._acts.array((batch,) + shapes[0], offset=self._act_offsets[0])
+        self._output = self._acts.array((batch,) + shapes[-1], offset=self._act_offsets[-1])
+
+    def _upload(self, model: Model):
+        offsets, size = {}, 0
+        for key, a in model.weights.items():
+            offsets[key] = size
+            size += _aligned(a.nbytes)
+        buf = self.device.buffer(max(size, 4))
+        for key, a in model.weights.items():
+            buf.array(a.shape, offset=offsets[key])[...] = a
+        return buf, offsets
+
+    def __call__(self, x: np.ndarray, timeout: Optional[float] = 60) -> Inference:
+        import time
+
+        x = np.asarray(x, np.float32)
+        if x.ndim == 3:
+            x = x[None]
+        if x.shape != self.input.shape:
+            raise ShapeError(f"input shape {x.shape}: this model was compiled for "
+                             f"{self.input.shape}")
+        t0 = time.monotonic_ns()
+        self.input[...] = x
+        result = self.device.submit(self._encoded).wait(timeout)
+        y = self._output.reshape(self.batch, -1).copy()
+        wall = time.monotonic_ns() - t0
+        if self.model.softmax:
+            y = ref.softmax(y, axis=1)
+        stats = [LayerStats(op.name, layer.op, cost.macs, cost.device_ns, cost.cycles, cost.bytes)
+                 for op, layer, cost in zip(self.model.ops, self.layers, result.layers)]
+        return Inference(y, result, stats, wall, self.device.info.model_clock_mhz)
+
+    def close(self) -> None:
+        self._acts.destroy()
+        self._weights.destroy()
+
+    def __enter__(self) -> "CompiledModel":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
