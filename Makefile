@@ -33,7 +33,7 @@ test: artifacts
 	@py=$$(scripts/venv.sh) && $$py -m pytest -ra $(PYTEST_ARGS) tests/host
 
 demo: artifacts
-	@$(BOARD) run --accels $(ACCELS) -- 'python3 -m pyaccel list && python3 -m pyaccel info'
+	@$(BOARD) run --accels $(ACCELS) -- 'python3 -m pyaccel list && python3 -m pyaccel info && python3 -m pyaccel demo'
 
 run: artifacts
 	@$(BOARD) run --accels $(ACCELS) $(if $(CMD),-- '$(subst ','\'',$(CMD))')

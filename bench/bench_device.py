@@ -26,7 +26,9 @@ on a busy machine both thread pools wait for cores and the numbers mean
 little, so a layer measured under load is measured again (--max-load,
 --retries), keeping the quietest measurement.
 
-OpenBLAS kernels: see openblas_core() and --openblas-core.
+OpenBLAS picks its kernels when it loads, by CPU detection unless
+OPENBLAS_CORETYPE names them; --openblas-core overrides (see openblas_core).
+The JSON records which were used.
 
     $(bash bench/venv.sh) bench/bench_device.py [--threads T] [--rounds R] [--repeats N]
 
@@ -104,39 +106,25 @@ def allconv6() -> list[Layer]:
     return layers + [Layer("allconv6", "classifier", 1024, 10, hw, 1, 1, 0)]
 
 
-AVX512 = {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}
-
-
 def build_library() -> str:
     return subprocess.run(["bash", str(TOP / "qemu" / "compute" / "build.sh")], check=True,
                           capture_output=True, text=True).stdout.strip()
 
 
-def openblas_core(mode: str, lib_path: str) -> str:
-    """Set OPENBLAS_CORETYPE (read once, when OpenBLAS loads) as mode asks.
+def openblas_core(mode: str) -> str:
+    """Arrange OpenBLAS's kernel choice, which it makes once, when it loads.
 
-    "auto": OpenBLAS releases older than the host CPU (Debian 12's 0.3.21 on
-    AMD Zen 4/5) fall back to AVX2 (Haswell) kernels on AVX-512 hosts, at
-    half the speed; then use the SkylakeX kernels, as a device launcher
-    should. "default": OpenBLAS's own choice. Anything else: that core.
-    A OPENBLAS_CORETYPE already in the environment always wins.
+    "env": as the environment says, like the device in a QEMU started from
+    the same shell: OPENBLAS_CORETYPE if set, else OpenBLAS's detection.
+    "detect": OpenBLAS's own detection (drops OPENBLAS_CORETYPE).
+    Anything else: that core (OPENBLAS_CORETYPE=mode).
+    Returns what OPENBLAS_CORETYPE is now ("" for unset).
     """
-    if "OPENBLAS_CORETYPE" in os.environ or mode == "default":
-        return os.environ.get("OPENBLAS_CORETYPE", "")
-    if mode != "auto":
+    if mode == "detect":
+        os.environ.pop("OPENBLAS_CORETYPE", None)
+    elif mode != "env":
         os.environ["OPENBLAS_CORETYPE"] = mode
-        return mode
-    with open("/proc/cpuinfo") as f:
-        flags = next((set(line.split(":", 1)[1].split()) for line in f
-                      if line.startswith("flags")), set())
-    probe = ("import ctypes, sys; f = ctypes.CDLL(sys.argv[1]).openblas_get_corename; "
-             "f.restype = ctypes.c_char_p; print(f().decode())")
-    detected = subprocess.run([sys.executable, "-c", probe, lib_path], capture_output=True,
-                              text=True).stdout.strip()
-    if AVX512 <= flags and detected.lower() in ("haswell", "zen", "sandybridge", "prescott"):
-        os.environ["OPENBLAS_CORETYPE"] = "SkylakeX"
-        return "SkylakeX"
-    return ""
+    return os.environ.get("OPENBLAS_CORETYPE", "")
 
 
 def load_library(path: str):
@@ -247,15 +235,16 @@ def main() -> int:
                     help="measure a layer again while other processes used more than this "
                          "fraction of the machine (default 0.1)")
     ap.add_argument("--retries", type=int, default=4, help="at most this often (default 4)")
-    ap.add_argument("--openblas-core", default="auto", metavar="auto|default|NAME",
-                    help="OpenBLAS kernels: see openblas_core() (default: auto)")
+    ap.add_argument("--openblas-core", default="env", metavar="env|detect|NAME",
+                    help="OpenBLAS kernels: as the environment says (default), OpenBLAS's "
+                         "own detection, or that core (e.g. Haswell, SkylakeX)")
     ap.add_argument("--net", choices=["mobilenet_v1", "allconv6"], action="append",
                     help="only these nets (repeatable; default both)")
     ap.add_argument("--json", type=Path, default=TOP / "bench" / "results-device.json")
     args = ap.parse_args()
 
     path = build_library()
-    forced = openblas_core(args.openblas_core, path)
+    forced = openblas_core(args.openblas_core)
     ffi, lib = load_library(path)
     lib.cvc_set_threads(args.threads)
     torch.set_num_threads(args.threads)
@@ -275,7 +264,7 @@ def main() -> int:
                openblas_core=ffi.string(lib.openblas_get_corename()).decode(),
                openblas_coretype_env=forced,
                cpu=platform.processor() or platform.machine(), cores=os.cpu_count())
-    how = "OPENBLAS_CORETYPE" if forced else "detected"
+    how = "OPENBLAS_CORETYPE" if forced else "detected by OpenBLAS"
     print(f"threads={env['threads']}  torch {env['torch']}  OpenBLAS kernels "
           f"{env['openblas_core']} ({how})")
     head = f"{'net':<13}{'layer':<11}{'shape':<30}{'n':>2}{'MMACs':>8}{'ours ms':>9}" \

@@ -9,10 +9,10 @@ from .buffers import Buffer
 from .device import Device, Info, open
 from .discovery import DeviceEntry, devices
 from .errors import (AbiMismatchError, AccelError, DeviceNotFoundError, DevicePermissionError,
-                     JobError)
+                     JobError, ShapeError)
 from .jobs import Job, JobResult, Layer, Tensor
 
 __all__ = ["AbiMismatchError", "AccelError", "Buffer", "Device", "DeviceEntry",
            "DeviceNotFoundError", "DevicePermissionError", "Info", "Job", "JobError",
-           "JobResult", "Layer", "Tensor", "devices", "open"]
+           "JobResult", "Layer", "ShapeError", "Tensor", "devices", "open"]
 __version__ = "0.1.0"

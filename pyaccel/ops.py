@@ -49,11 +49,12 @@ def window_geometry(dev: "Device", x_shape: tuple, c_out: int, kernel: ref.IntPa
            f"input shape {x_shape}: sizes must be 1..{info.max_dim}")
     _check(groups >= 1 and c_in % groups == 0 and c_out % groups == 0,
            f"groups={groups} must divide the {c_in} input and {c_out} output channels")
-    h_out = ref.conv_output_size(h_in, kh, sh, pt, pb, dh)
-    w_out = ref.conv_output_size(w_in, kw, sw, pl, pr, dw)
-    _check(h_out >= 1 and w_out >= 1,
-           f"a {kh}x{kw} kernel (dilation {dh}x{dw}) does not fit in the padded "
-           f"{h_in}x{w_in} input")
+    try:
+        h_out = ref.conv_output_size(h_in, kh, sh, pt, pb, dh)
+        w_out = ref.conv_output_size(w_in, kw, sw, pl, pr, dw)
+    except ValueError:
+        raise ShapeError(f"a {kh}x{kw} kernel (dilation {dh}x{dw}) does not fit in the "
+                         f"padded {h_in}x{w_in} input") from None
     return dict(n=n, c_in=c_in, h_in=h_in, w_in=w_in, c_out=c_out, h_out=h_out, w_out=w_out,
                 groups=groups, kh=kh, kw=kw, stride_h=sh, stride_w=sw, dil_h=dh, dil_w=dw,
                 pad_top=pt, pad_bottom=pb, pad_left=pl, pad_right=pr)
