@@ -357,3 +357,33 @@ def test_process_killed_mid_job_leaks_nothing(dev):
     assert (stat("buffers"), stat("buffer_bytes")) == (buffers, nbytes)
     x = np.ones((1, 2, 4, 4), np.float32)
     assert np.all(dev.conv2d(x, np.ones((2, 2, 1, 1), np.float32)) == 2.0)
+
+
+def test_files_share_the_device_round_robin(buf):
+    """File A queues 12 slow jobs, then file B one: B's job runs after A's
+    jobs already on the device, not after all of A's."""
+    inject("delay-us 20000")
+    with pyaccel.open() as a, pyaccel.open() as b:
+        ab, bb = a.buffer(1 << 16), b.buffer(1 << 16)
+        t = lambda h, o: Tensor(h, o)  # noqa: E731
+        layer = lambda h: Layer("conv", t(h, 0), t(h, 4096), t(h, 8192), None, "none", GEO)  # noqa: E731
+        a_jobs = [(time.monotonic_ns(), a.submit([layer(ab.handle)])) for _ in range(12)]
+        b_sub, b_job = time.monotonic_ns(), b.submit([layer(bb.handle)])
+        done_b = b_sub + b_job.wait(10).latency_ns
+        done_a = [s + j.wait(10).latency_ns for s, j in a_jobs]
+    depth = pyaccel.open().info.queue_depth
+    assert sum(d < done_b for d in done_a) <= depth + 1, "B waited behind all of A's jobs"
+
+
+def test_buffer_used_by_a_queued_job_stays_alive(dev):
+    gc.collect()
+    buffers = stat("buffers")
+    inject("delay-us 200000")
+    b = dev.buffer(1 << 16)
+    b.array(32)[...] = 1.0
+    t = lambda o: Tensor(b.handle, o)  # noqa: E731
+    job = dev.submit([Layer("conv", t(0), t(4096), t(8192), None, "none", GEO)])
+    b.destroy()                               # handle gone while the job waits
+    assert stat("buffers") == buffers + 1     # the job still holds it
+    assert job.wait(10).ok
+    assert stat("buffers") == buffers
