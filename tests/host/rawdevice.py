@@ -1,0 +1,87 @@
+"""The device driven raw through qtest, with no driver: register names,
+descriptor encoding from the register header, and a known-good job."""
+from __future__ import annotations
+
+import struct
+import time
+
+import numpy as np
+
+from pyaccel import reference as ref
+from pyaccel import uapi
+
+from conftest import TOP
+from qtest import QTest
+
+R = uapi.load(TOP / "include" / "convaccel_regs.h")[1]
+BASE = R["CONVACCEL_MMIO_BASE"]
+RAM = 0x40000000
+RAM_MB = 256
+
+REGS = sorted(v for k, v in R.items() if k.startswith("CONVACCEL_REG_"))
+JOB_AREA = RAM + 0x100000       # job descriptors, layer descriptors, results
+DATA_AREA = RAM + 0x200000      # tensors
+
+
+def reg(name: str) -> int:
+    return BASE + R[f"CONVACCEL_REG_{name}"]
+
+
+def put(d: bytearray, off: int, value: int, size: int = 4) -> None:
+    d[off:off + size] = (value % (1 << (8 * size))).to_bytes(size, "little")
+
+
+def layer_bytes(fields: dict[str, int]) -> bytearray:
+    d = bytearray(R["CONVACCEL_LAYER_SIZE"])
+    for name, value in fields.items():
+        off = R[f"CONVACCEL_LAYER_{name.upper()}_OFF"]
+        put(d, off, value, 8 if name in ("input", "weight", "bias", "output") else 4)
+    return d
+
+
+def job_bytes(layers_addr: int, count: int, result: int, tag: int) -> bytearray:
+    d = bytearray(R["CONVACCEL_JOB_SIZE"])
+    put(d, R["CONVACCEL_JOB_MAGIC_OFF"], R["CONVACCEL_JOB_MAGIC"])
+    put(d, R["CONVACCEL_JOB_LAYER_COUNT_OFF"], count)
+    put(d, R["CONVACCEL_JOB_LAYERS_OFF"], layers_addr, 8)
+    put(d, R["CONVACCEL_JOB_RESULT_OFF"], result, 8)
+    put(d, R["CONVACCEL_JOB_TAG_OFF"], tag)
+    return d
+
+
+def run_known_job(q: QTest, rng: np.random.Generator) -> None:
+    """A 3x3 conv through raw descriptors: the output must match the oracle."""
+    q.writel(reg("CTRL"), R["CONVACCEL_CTRL_RESET"])
+    for name in ("FAULT_CTRL", "FAULT_DELAY_US", "FAULT_ERROR_AFTER"):
+        q.writel(reg(name), 0)
+    x = rng.standard_normal((1, 4, 10, 10), dtype=np.float32)
+    w = rng.standard_normal((6, 4, 3, 3), dtype=np.float32)
+    b = rng.standard_normal(6, dtype=np.float32)
+    addr_x, addr_w, addr_b, addr_y = (DATA_AREA + i * 0x10000 for i in range(4))
+    for addr, a in ((addr_x, x), (addr_w, w), (addr_b, b)):
+        q.write(addr, a.tobytes())
+    layer = layer_bytes(dict(op=R["CONVACCEL_LAYER_OP_CONV"], flags=1 | (1 << 8), n=1, c_in=4,
+                             h_in=10, w_in=10, c_out=6, h_out=10, w_out=10, groups=1, kh=3,
+                             kw=3, stride_h=1, stride_w=1, dil_h=1, dil_w=1, pad_top=1,
+                             pad_bottom=1, pad_left=1, pad_right=1, input=addr_x,
+                             weight=addr_w, bias=addr_b, output=addr_y))
+    q.write(JOB_AREA + 0x1000, bytes(layer))
+    q.write(JOB_AREA, bytes(job_bytes(JOB_AREA + 0x1000, 1, JOB_AREA + 0x800, 77)))
+    q.writel(reg("INT_ENABLE"), R["CONVACCEL_INT_ALL"])
+    q.writel(reg("CMD_ADDR_LO"), JOB_AREA)
+    q.writel(reg("CMD_ADDR_HI"), 0)
+    q.writel(reg("DOORBELL"), 1)
+    deadline = time.monotonic() + 20
+    while q.readl(reg("JOBS_DONE")) != 1:
+        assert time.monotonic() < deadline, "the device never completed the known job"
+        time.sleep(0.01)
+    assert q.readl(reg("LAST_STATUS")) == 0
+    assert q.readl(reg("LAST_TAG")) == 77
+    assert q.readl(reg("INT_STATUS")) & R["CONVACCEL_INT_DONE"]
+    status, layer, tag, done = struct.unpack("<4I", q.read(JOB_AREA + 0x800, 16))
+    assert (status, tag, done) == (0, 77, 1)
+    y = np.frombuffer(q.read(addr_y, 6 * 100 * 4), np.float32).reshape(1, 6, 10, 10)
+    np.testing.assert_allclose(y, ref.conv2d(x, w, b, padding=1, activation="relu"),
+                               rtol=1e-4, atol=1e-4)
+
+
