@@ -5,13 +5,14 @@ BOARD := python3 scripts/board.py
 PYTEST_ARGS ?=
 ACCELS ?= 1
 
-.PHONY: help setup artifacts qemu module dtb test test-host demo run lint clean
+.PHONY: help setup artifacts qemu module dtb test test-host demo run lint clean bench-device
 
 help:
 	@echo "make demo       build everything, boot the board, show the accelerator"
 	@echo "make test       host tests + the in-guest suite on the emulated board"
 	@echo "make run        interactive guest shell (CMD='...' runs one command)"
 	@echo "make artifacts  build QEMU, kernel module, guest image and device trees"
+	@echo "make bench-device  the device's compute kernels vs PyTorch on the host"
 	@echo "make lint       checkpatch --strict, kernel-doc and sparse on the driver"
 
 setup:
@@ -40,6 +41,10 @@ run: artifacts
 
 lint:
 	@kernel/lint.sh
+
+bench-device: setup
+	@qemu/compute/build.sh
+	@py=$$(scripts/venv.sh bench/requirements.txt) && $$py bench/bench_device.py
 
 clean:
 	rm -rf build

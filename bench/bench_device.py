@@ -30,7 +30,7 @@ OpenBLAS picks its kernels when it loads, by CPU detection unless
 OPENBLAS_CORETYPE names them; --openblas-core overrides (see openblas_core).
 The JSON records which were used.
 
-    $(bash bench/venv.sh) bench/bench_device.py [--threads T] [--rounds R] [--repeats N]
+    make bench-device  (or $(scripts/venv.sh bench/requirements.txt) bench/bench_device.py) [--threads T] [--rounds R] [--repeats N]
 
 Writes bench/results-device.json.
 """

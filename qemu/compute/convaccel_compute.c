@@ -55,8 +55,9 @@
 /* How long idle workers and waiting callers poll before they sleep. */
 #define CVC_SPIN_NS 200000
 
-/* Budget for one im2col band; bands are whole output rows, at least one. */
-#define CVC_COL_BYTES (8u << 20)
+/* Budget for one im2col band (4 MiB measured as good as larger ones);
+ * bands are whole output rows, at least one. */
+#define CVC_COL_BYTES (4u << 20)
 
 /* Function clones for newer x86_64 (AVX2, AVX-512), picked at load time. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)

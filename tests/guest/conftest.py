@@ -30,7 +30,12 @@ def load_module() -> None:
 
 
 def unload_module() -> None:
+    """rmmod; earlier tests' unreferenced files and mappings are collected
+    first (an open file or a mapping pins the module, by design)."""
     if module_loaded():
+        import gc
+
+        gc.collect()
         sh("rmmod convaccel")
 
 

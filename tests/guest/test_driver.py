@@ -371,7 +371,7 @@ def test_files_share_the_device_round_robin(buf):
         b_sub, b_job = time.monotonic_ns(), b.submit([layer(bb.handle)])
         done_b = b_sub + b_job.wait(10).latency_ns
         done_a = [s + j.wait(10).latency_ns for s, j in a_jobs]
-    depth = pyaccel.open().info.queue_depth
+        depth = a.info.queue_depth
     assert sum(d < done_b for d in done_a) <= depth + 1, "B waited behind all of A's jobs"
 
 

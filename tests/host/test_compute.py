@@ -444,15 +444,15 @@ def test_reference_rejects_bad_shapes(call, message: str) -> None:
 
 # --- the source itself -----------------------------------------------------------
 
-# QEMU 10's warning flags for target code (from its meson build), plus -Werror.
+# QEMU 10's flags for target code (from its meson build with this gcc), plus -Werror.
 QEMU_CFLAGS = """-std=gnu11 -O2 -Wall -Wextra -Werror -Wempty-body -Wendif-labels
 -Wexpansion-to-defined -Wformat-security -Wformat-y2k -Wignored-qualifiers
 -Wimplicit-fallthrough=2 -Winit-self -Wmissing-format-attribute -Wmissing-prototypes
 -Wnested-externs -Wold-style-declaration -Wold-style-definition -Wredundant-decls
 -Wshadow=local -Wstrict-prototypes -Wtype-limits -Wundef -Wvla -Wwrite-strings
--Wno-missing-include-dirs -Wno-psabi -Wno-shift-negative-value -D_GNU_SOURCE
+-Wno-missing-include-dirs -Wno-psabi -Wno-shift-negative-value -mcx16 -msse2 -D_GNU_SOURCE
 -D_FILE_OFFSET_BITS=64 -D_LARGEFILE_SOURCE -fno-strict-aliasing -fno-common -fwrapv
--fPIE""".split()
+-ftrivial-auto-var-init=zero -fzero-call-used-regs=used-gpr -fPIE""".split()
 
 
 @pytest.mark.skipif(not shutil.which("gcc"), reason="needs gcc")
