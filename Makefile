@@ -5,7 +5,7 @@ BOARD := python3 scripts/board.py
 PYTEST_ARGS ?=
 ACCELS ?= 1
 
-.PHONY: help setup artifacts qemu module dtb test test-host demo run lint clean bench-device
+.PHONY: help setup artifacts qemu module dtb test test-host demo run lint clean bench-device stress
 
 help:
 	@echo "make demo       build everything, boot the board, show the accelerator"
@@ -13,6 +13,7 @@ help:
 	@echo "make run        interactive guest shell (CMD='...' runs one command)"
 	@echo "make artifacts  build QEMU, kernel module, guest image and device trees"
 	@echo "make bench-device  the device's compute kernels vs PyTorch on the host"
+	@echo "make stress     fuzz, faults, load, life cycle, isolation: one table of figures"
 	@echo "make lint       checkpatch --strict, kernel-doc and sparse on the driver"
 
 setup:
@@ -41,6 +42,9 @@ run: artifacts
 
 lint:
 	@kernel/lint.sh
+
+stress: artifacts
+	@py=$$(scripts/venv.sh) && $$py tests/stress/stress.py
 
 bench-device: setup
 	@qemu/compute/build.sh
