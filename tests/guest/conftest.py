@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import pyaccel
+from devctl import DEBUGFS, SYSFS, inject, stat  # noqa: F401 - tests import them from here
 from pyaccel import uapi
 
 TOP = Path(__file__).resolve().parents[2]
@@ -63,22 +64,6 @@ def module_is_back():
     """Every test leaves the driver loaded for the next one."""
     yield
     load_module()
-
-
-SYSFS = "/sys/class/misc/convaccel0"
-DEBUGFS = "/sys/kernel/debug/convaccel0"
-
-
-def stat(name: str) -> int:
-    """A counter of the driver, from sysfs."""
-    with open(f"{SYSFS}/{name}") as f:
-        return int(f.read())
-
-
-def inject(command: str) -> None:
-    """Device fault injection through the driver's debugfs."""
-    with open(f"{DEBUGFS}/inject", "w") as f:
-        f.write(command)
 
 
 @pytest.fixture

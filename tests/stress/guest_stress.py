@@ -22,13 +22,13 @@ import time
 
 import numpy as np
 
-import pyaccel
-from pyaccel import Layer, Tensor, uapi
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "guest"))
+import pyaccel  # noqa: E402
+from devctl import DEBUGFS, SYSFS, inject, stat  # noqa: E402
+from pyaccel import Layer, Tensor, uapi  # noqa: E402
 from pyaccel import reference as ref
 from pyaccel.uapi import ffi
 
-SYSFS = "/sys/class/misc/convaccel0"
-DEBUGFS = "/sys/kernel/debug/convaccel0"
 MODULE = "/pyaccel/build/kernel/convaccel.ko"
 KERNEL_TROUBLE = re.compile(r"BUG:|WARNING:|Oops|Call trace:|Unable to handle|refcount_t:")
 KERNEL_POINTER = re.compile(r"\bf{4}[0-9a-f]{12}\b", re.I)
@@ -36,16 +36,6 @@ KERNEL_POINTER = re.compile(r"\bf{4}[0-9a-f]{12}\b", re.I)
 
 def log(msg: str) -> None:
     print(f"[stress] {msg}", file=sys.stderr, flush=True)
-
-
-def stat(name: str) -> int:
-    with open(f"{SYSFS}/{name}") as f:
-        return int(f.read())
-
-
-def inject(cmd: str) -> None:
-    with open(f"{DEBUGFS}/inject", "w") as f:
-        f.write(cmd)
 
 
 def kernel_trouble() -> int:
@@ -192,6 +182,28 @@ def ioctl_fuzz(calls: int, seed: int) -> dict:
     return {"calls": calls, "errnos": dict(errnos), "wrong_after": wrong}
 
 
+def in_children(worker, args_list: list[tuple]) -> tuple[int, int]:
+    """Run worker(*args, result_fd) in one forked process per args; each
+    writes two counters to result_fd. Returns their sums."""
+    children = []
+    for args in args_list:
+        rfd, wfd = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(rfd)
+            worker(*args, wfd)          # ends with os._exit
+        os.close(wfd)
+        children.append((pid, rfd))
+    total = [0, 0]
+    for pid, rfd in children:
+        os.waitpid(pid, 0)
+        counters = os.read(rfd, 64).split() or [b"0", b"1"]   # nothing: the child failed
+        os.close(rfd)
+        total[0] += int(counters[0])
+        total[1] += int(counters[1])
+    return total[0], total[1]
+
+
 # --- fault recovery --------------------------------------------------------
 
 FAULTS = ["hang", "dma-error", "lost-irq", "error-after 1", "delay-us 50000"]
@@ -253,22 +265,9 @@ def fault_recovery(rounds: int) -> dict:
                 lost += 1
         # the same fault while three processes queue jobs
         inject(fault)
-        pipes, pids = [], []
-        for seed in range(3):
-            rfd, wfd = os.pipe()
-            pid = os.fork()
-            if pid == 0:
-                os.close(rfd)
-                _queue_worker(seed + 10 * r, 8, wfd)
-            os.close(wfd)
-            pipes.append(rfd)
-            pids.append(pid)
-        for pid, rfd in zip(pids, pipes):
-            os.waitpid(pid, 0)
-            w, l = map(int, os.read(rfd, 64).split())
-            os.close(rfd)
-            wrong += w
-            lost += l
+        w, l = in_children(_queue_worker, [(seed + 10 * r, 8) for seed in range(3)])
+        wrong += w
+        lost += l
         inject("delay-us 0")
         inject("error-after 0")
         log(f"fault recovery: round {r + 1}/{rounds} ({fault})")
@@ -309,23 +308,7 @@ def load(processes: int, seconds: float) -> dict:
     slab = meminfo("Slab")
     done = stat("jobs_done")
     deadline = time.monotonic() + seconds
-    pipes, pids = [], []
-    for seed in range(processes):
-        rfd, wfd = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(rfd)
-            _load_worker(seed, deadline, wfd)
-        os.close(wfd)
-        pipes.append(rfd)
-        pids.append(pid)
-    jobs = wrong = 0
-    for pid, rfd in zip(pids, pipes):
-        os.waitpid(pid, 0)
-        j, w = map(int, os.read(rfd, 64).split())
-        os.close(rfd)
-        jobs += j
-        wrong += w
+    jobs, wrong = in_children(_load_worker, [(seed, deadline) for seed in range(processes)])
     return {"processes": processes, "seconds": seconds, "jobs": jobs,
             "jobs_per_s": jobs / seconds, "wrong": wrong,
             "driver_jobs": stat("jobs_done") - done,
