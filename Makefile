@@ -5,7 +5,7 @@ BOARD := python3 scripts/board.py
 PYTEST_ARGS ?=
 ACCELS ?= 1
 
-.PHONY: help setup artifacts qemu module dtb test test-host demo run lint clean bench-device stress
+.PHONY: help setup artifacts qemu module dtb test test-host demo run lint clean bench-device bench study stress
 
 help:
 	@echo "make demo       build everything, boot the board, show the accelerator"
@@ -13,6 +13,8 @@ help:
 	@echo "make run        interactive guest shell (CMD='...' runs one command)"
 	@echo "make artifacts  build QEMU, kernel module, guest image and device trees"
 	@echo "make bench-device  the device's compute kernels vs PyTorch on the host"
+	@echo "make bench      the device vs the guest CPU and host PyTorch: ratios, overhead, scaling"
+	@echo "make study      train the width/depth study's networks, evaluate them on the device"
 	@echo "make stress     fuzz, faults, load, life cycle, isolation: one table of figures"
 	@echo "make lint       checkpatch --strict, kernel-doc and sparse on the driver"
 
@@ -44,11 +46,18 @@ lint:
 	@kernel/lint.sh
 
 stress: artifacts
+	@QEMU_ASAN=1 qemu/build.sh
 	@py=$$(scripts/venv.sh) && $$py tests/stress/stress.py
 
 bench-device: setup
 	@qemu/compute/build.sh
 	@py=$$(scripts/venv.sh bench/requirements.txt) && $$py bench/bench_device.py
+
+bench: setup
+	@py=$$(scripts/venv.sh bench/requirements.txt) && $$py bench/bench.py
+
+study: setup
+	@py=$$(scripts/venv.sh bench/requirements.txt) && $$py study/train.py && $$py study/evaluate.py
 
 clean:
 	rm -rf build

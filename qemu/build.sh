@@ -3,6 +3,8 @@
 # QEMU source. The configured tree lives in the cache, keyed by this recipe;
 # the device sources are synced into it on every run so ninja rebuilds only
 # what changed. Output: $BUILD/qemu-system-aarch64.
+# With QEMU_ASAN=1: a separate AddressSanitizer build (for make stress),
+# output $BUILD/qemu-system-aarch64-asan.
 set -euo pipefail
 . "$(dirname "$0")/../scripts/lib.sh"
 
@@ -18,6 +20,11 @@ CONFIGURE_FLAGS=(--python=/usr/bin/python3
 	--disable-install-blobs --disable-download --disable-docs
 	--disable-tools --disable-guest-agent --disable-user
 	--disable-debug-info -Dwerror=false)
+suffix=
+if [ "${QEMU_ASAN:-0}" = 1 ]; then
+	CONFIGURE_FLAGS+=(--enable-asan)
+	suffix=-asan
+fi
 # The configured tree is keyed by what goes into configure; our device's
 # sources are synced into it on every run instead.
 key=$( { echo "$QEMU_ORIG_SHA256 ${CONFIGURE_FLAGS[*]}"; cat "$TOP/qemu/devices.mak"; } |
@@ -75,6 +82,6 @@ fi
 log "building qemu-system-aarch64 (first build: a few minutes)"
 ninja -C "$src/build" qemu-system-aarch64 >"$tree/build.log" 2>&1 ||
 	{ grep -E -B2 -A5 'error|Error' "$tree/build.log" | head -60; die "QEMU build failed (log: $tree/build.log)"; }
-cmp -s "$src/build/qemu-system-aarch64" "$BUILD/qemu-system-aarch64" ||
-	cp "$src/build/qemu-system-aarch64" "$BUILD/qemu-system-aarch64"
-log "QEMU ready: $BUILD/qemu-system-aarch64"
+cmp -s "$src/build/qemu-system-aarch64" "$BUILD/qemu-system-aarch64$suffix" ||
+	cp "$src/build/qemu-system-aarch64" "$BUILD/qemu-system-aarch64$suffix"
+log "QEMU ready: $BUILD/qemu-system-aarch64$suffix"

@@ -166,8 +166,11 @@ def run(command: str | None, accels: int = 1, timeout: float = 900,
         (out_dir / "no-module").write_text("")
     args = boot_args(accels, out_dir, command is None, dtb or build_dtb(accels))
     args += list(extra_args)
-    if command is None:
-        return RunResult(subprocess.call(args), 0, "", "", out_dir)
+    if command is None:                 # interactive: the console is this terminal
+        rc = subprocess.call(args)
+        status_file = out_dir / "status"
+        status = int(status_file.read_text()) if status_file.exists() else None
+        return RunResult(status, rc, "", "", out_dir)
 
     console_path = out_dir / "console.log"
     timed_out = False
@@ -245,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"board: {e}", file=sys.stderr)
         return 2
     if not cmd:
-        return res.status or 0
+        return res.status if res.status is not None else res.qemu_returncode or 1
     for problem in res.problems:
         print(f"board: {problem}", file=sys.stderr)
     print(f"board: guest exit status {res.status}, {time.monotonic() - t0:.1f} s, "

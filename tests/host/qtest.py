@@ -18,7 +18,8 @@ class QTestError(RuntimeError):
 class QTest:
     """QEMU under -accel qtest; read/write memory and registers by command."""
 
-    def __init__(self, machine_opts: str = "", memory_mb: int = 256, extra: list[str] = ()) -> None:
+    def __init__(self, machine_opts: str = "", memory_mb: int = 256, extra: list[str] = (),
+                 qemu: Path = board.QEMU) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="pyaccel-qtest-")
         sock_path = os.path.join(self._dir.name, "qtest.sock")
         srv = socket.socket(socket.AF_UNIX)
@@ -27,7 +28,7 @@ class QTest:
         srv.settimeout(30)
         self.log = Path(self._dir.name) / "qemu.log"
         self.proc = subprocess.Popen(
-            [str(board.QEMU), "-M", f"{board.MACHINE}{machine_opts}", "-cpu", board.CPU,
+            [str(qemu), "-M", f"{board.MACHINE}{machine_opts}", "-cpu", board.CPU,
              "-m", str(memory_mb), "-display", "none", "-nic", "none", "-monitor", "none",
              "-serial", "none", "-accel", "qtest", "-qtest", f"unix:{sock_path}",
              "-qtest-log", "/dev/null", *extra],

@@ -7,6 +7,9 @@ qtest, prints one table, writes tests/stress/results.json, and exits 1 if
 any must-be-zero figure is not zero.
 
     stress.py [--short]      --short: the quick version make test runs
+
+The full version fuzzes the AddressSanitizer build of QEMU when it exists
+(make stress builds it: QEMU_ASAN=1 qemu/build.sh).
 """
 from __future__ import annotations
 
@@ -26,15 +29,18 @@ QUICK = dict(calls=3000, seconds=10, processes=4, rounds=5, cycles=10, device_op
 FULL = dict(calls=30000, seconds=60, processes=4, rounds=15, cycles=50, device_ops=200000)
 
 
-def device_fuzz(ops: int, seed: int = 7) -> dict:
-    """Random register/descriptor traffic at the device model, no driver."""
+def device_fuzz(ops: int, seed: int = 7, asan: bool = False) -> dict:
+    """Random register/descriptor traffic at the device model, no driver;
+    with asan, under the AddressSanitizer build of QEMU."""
     import numpy as np
 
     from qtest import QTest
     from rawdevice import RAM_MB, reg, run_known_job
     from test_device_fuzz import fuzz_step
 
-    q = QTest(memory_mb=RAM_MB)
+    qemu = board.BUILD / ("qemu-system-aarch64-asan" if asan else "qemu-system-aarch64")
+    q = QTest(memory_mb=RAM_MB, qemu=qemu)
+    log_path = q.log
     rnd = random.Random(seed)
     hangs = wrong = 0
     t0 = time.monotonic()
@@ -49,8 +55,13 @@ def device_fuzz(ops: int, seed: int = 7) -> dict:
     except Exception as e:  # noqa: BLE001 - QEMU gone or not answering
         print(f"device fuzz: {e}", file=sys.stderr)
         hangs += q.alive()
+    log_text = log_path.read_text(errors="replace") if log_path.exists() else ""
     crashes = int(q.close() is not None)     # QEMU exited by itself
-    return {"operations": ops, "crashes": crashes, "hangs": hangs, "wrong_after": wrong,
+    sanitizer = log_text.count("ERROR: AddressSanitizer") + log_text.count("runtime error:")
+    if sanitizer:
+        print(log_text[-5000:], file=sys.stderr)
+    return {"operations": ops, "qemu": qemu.name, "crashes": crashes, "hangs": hangs,
+            "sanitizer_reports": sanitizer, "wrong_after": wrong,
             "wall_s": round(time.monotonic() - t0, 1)}
 
 
@@ -58,7 +69,8 @@ def device_fuzz(ops: int, seed: int = 7) -> dict:
 ROWS = [
     ("ioctl_fuzz", "calls", False), ("ioctl_fuzz", "errnos", False),
     ("ioctl_fuzz", "wrong_after", True),
-    ("device_fuzz", "operations", False), ("device_fuzz", "crashes", True),
+    ("device_fuzz", "operations", False), ("device_fuzz", "qemu", False),
+    ("device_fuzz", "crashes", True), ("device_fuzz", "sanitizer_reports", True),
     ("device_fuzz", "hangs", True), ("device_fuzz", "wrong_after", True),
     ("fault_recovery", "injected", False), ("fault_recovery", "recovered", False),
     ("fault_recovery", "recover_s_mean", False), ("fault_recovery", "recover_s_max", False),
@@ -111,7 +123,8 @@ def run(short: bool) -> tuple[dict, str, list[str]]:
     if r.problems or r.status:
         print("\n".join(r.problems) + f"\nguest status {r.status}; console: {out}/console.log",
               file=sys.stderr)
-    results["device_fuzz"] = device_fuzz(p["device_ops"])
+    asan = (board.BUILD / "qemu-system-aarch64-asan").exists() and not short
+    results["device_fuzz"] = device_fuzz(p["device_ops"], asan=asan)
     text, bad = table(results)
     return results, text, bad
 

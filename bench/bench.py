@@ -1,0 +1,178 @@
+"""`make bench`: the device against the guest's CPU and the host's PyTorch.
+
+    $(scripts/venv.sh bench/requirements.txt) bench/bench.py [--quick] [--guest-json F]
+
+1. builds the board's artifacts if needed (scripts/build-all.sh);
+2. waits (up to --quiet-wait s) for the machine to be idle, then boots the
+   board once to run bench/guest_bench.py (device and guest-CPU numbers,
+   JSON in build/bench-run/guest.json);
+3. after the board is off, times the same networks in PyTorch on the host
+   (torch.set_num_threads(--threads)), end to end and per layer;
+4. writes bench/results.json, prints the tables, draws bench/*.png.
+
+Networks: bench/nets.py. Ratios and fits: bench/analysis.py.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TOP = HERE.parent
+sys.path.insert(0, str(TOP / "scripts"))
+import board  # noqa: E402
+
+import analysis  # noqa: E402
+import nets  # noqa: E402
+import plots  # noqa: E402
+import report  # noqa: E402
+from stats import machine  # noqa: E402
+
+
+def cpu_busy() -> tuple[float, float]:
+    """(busy CPU seconds of the whole machine, wall time) now."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK"), time.monotonic()
+
+
+def own_cpu() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+class OtherLoad:
+    """Other processes' CPU use in the with-block, as a fraction of the machine
+    (ours and our waited-for children, QEMU, are subtracted)."""
+
+    def __enter__(self) -> "OtherLoad":
+        self.start, self.own = cpu_busy(), own_cpu()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        (b0, t0), (b1, t1) = self.start, cpu_busy()
+        other = max(0.0, (b1 - b0) - (own_cpu() - self.own))
+        self.fraction = round(other / (max(t1 - t0, 1e-3) * (os.cpu_count() or 1)), 3)
+
+
+def wait_for_quiet(max_wait: float, threshold: float = 0.1, window: float = 2.0) -> float:
+    """Wait until other processes use less than `threshold` of the machine over
+    `window` seconds, at most max_wait seconds; returns the last fraction seen."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        with OtherLoad() as load:
+            time.sleep(window)
+        if load.fraction < threshold or time.monotonic() >= deadline:
+            return load.fraction
+        print(f"bench: machine busy ({100 * load.fraction:.0f}% used by others), waiting",
+              flush=True)
+
+
+def build() -> None:
+    proc = subprocess.run(["bash", str(TOP / "scripts" / "build-all.sh")],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"bench: building the board failed:\n{proc.stderr[-4000:]}")
+
+
+def run_guest(args: argparse.Namespace) -> dict:
+    run_dir = board.BUILD / "bench-run"
+    (run_dir / "guest.json").unlink(missing_ok=True)
+    cmd = "python3 bench/guest_bench.py --json /out/guest.json" + (" --quick" if args.quick
+                                                                   else "")
+    r = board.run(cmd, out_dir=run_dir, timeout=args.timeout, echo=True)
+    if not r.ok:
+        sys.exit(f"bench: the guest run failed (status {r.status}): {r.problems}; "
+                 f"console in {run_dir}/console.log")
+    return json.loads((run_dir / "guest.json").read_text())
+
+
+def run_host(labels: list[str], args: argparse.Namespace) -> dict:
+    import torch
+
+    import host_torch
+
+    torch.set_num_threads(args.threads)
+    by_label = nets.by_label()
+    out = {}
+    for label in labels:
+        print(f"bench: {label}: PyTorch on the host", flush=True)
+        out[label] = host_torch.measure(by_label[label], args.repeats, args.layer_repeats)
+    return dict(env=host_torch.env(args.threads), nets=out)
+
+
+def _rel(path: Path) -> str:
+    return str(path.relative_to(TOP) if path.is_relative_to(TOP) else path)
+
+
+def checks(results: dict) -> list[str]:
+    """Numerical agreement: a benchmark of wrong answers means nothing."""
+    bad = []
+    if results["check"]["cpu_numpy_max_abs_err"] > 1e-4:
+        bad.append(f"cpu_numpy vs oracle: {results['check']['cpu_numpy_max_abs_err']:.2g}")
+    for r in results["networks"]:
+        for key in ("cpu_vs_device_max_abs_diff", "torch_vs_oracle_max_abs_err"):
+            if r[key] > 1e-4:
+                bad.append(f"{r['label']}: {key} = {r[key]:.2g}")
+    return bad
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="a few networks, few repeats")
+    ap.add_argument("--guest-json", type=Path, help="reuse a guest run's JSON (no boot)")
+    ap.add_argument("--threads", type=int, default=2, help="PyTorch threads (default 2)")
+    ap.add_argument("--repeats", type=int, default=30, help="PyTorch e2e repeats")
+    ap.add_argument("--layer-repeats", type=int, default=20, help="PyTorch per-layer repeats")
+    ap.add_argument("--quiet-wait", type=float, default=300,
+                    help="seconds to wait at most for an idle machine before measuring")
+    ap.add_argument("--timeout", type=float, default=1800, help="guest run timeout, s")
+    ap.add_argument("--json", type=Path, default=HERE / "results.json")
+    args = ap.parse_args()
+    t_start = time.monotonic()
+    env: dict = dict(host=dict(machine(), python=platform.python_version(),
+                               cpu=platform.processor() or platform.machine()))
+    if args.guest_json:
+        guest = json.loads(args.guest_json.read_text())
+    else:
+        build()
+        env["other_load_before_guest"] = wait_for_quiet(args.quiet_wait)
+        t0 = time.monotonic()
+        with OtherLoad() as load:
+            guest = run_guest(args)
+        env["guest_run_s"] = round(time.monotonic() - t0, 1)
+        env["other_load_during_guest"] = load.fraction
+    env["guest"] = guest["env"]
+    env["other_load_before_host"] = wait_for_quiet(args.quiet_wait)
+    with OtherLoad() as load:
+        host = run_host(list(guest["main"]), args)
+    env["other_load_during_host"] = load.fraction
+    env["torch"] = host["env"]
+    env["host"]["loadavg_end"] = machine()["loadavg"]
+    results = analysis.analyse(guest, host)
+    env["total_s"] = round(time.monotonic() - t_start, 1)
+    results = dict(env=env, settings=dict(guest=guest["settings"], host=dict(
+        repeats=args.repeats, layer_repeats=args.layer_repeats, warmup_calls=5,
+        layer_warmup_calls=3, threads=args.threads)), **results)
+    args.json.write_text(json.dumps(results, indent=1) + "\n")
+    print()
+    print(report.full(results))
+    figures = plots.all_figures(results, HERE, nets.MOBILENET_1.label)
+    print(f"\nwrote {_rel(args.json)}, " + ", ".join(_rel(p) for p in figures)
+          + f" ({env['total_s']:.0f} s; other processes used "
+            f"{100 * env.get('other_load_during_guest', 0):.0f}% of the machine during the "
+            f"guest run, {100 * env['other_load_during_host']:.0f}% during PyTorch's)")
+    bad = checks(results)
+    for b in bad:
+        print(f"bench: MISMATCH {b}", file=sys.stderr)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""The benchmark's figures (matplotlib, Agg): PNGs in bench/."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from analysis import TARGETS  # noqa: E402
+
+COLORS = {"allconv": "tab:blue", "mobilenet_v1": "tab:orange"}
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def ratios(rows: list[dict], out: Path) -> Path:
+    """Speed-up over the guest CPU, and e2e time relative to host PyTorch."""
+    labels = [r["label"].replace("-224x3", "").replace("-224", "") for r in rows]
+    y = np.arange(len(rows))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 0.35 * len(rows) + 1.5), sharey=True)
+    a.barh(y, [r["speedup_vs_guest_cpu"] for r in rows],
+           color=[COLORS[r["family"]] for r in rows])
+    a.axvline(TARGETS["speedup_vs_guest_cpu"], color="k", ls="--", lw=1, label="target 100x")
+    a.set_xscale("log")
+    a.set_xlabel("guest CPU numpy time / device e2e time")
+    a.set_title("device vs guest CPU (higher is better)")
+    a.set_yticks(y, labels)
+    a.invert_yaxis()
+    a.legend(loc="lower right")
+    h = 0.4
+    b.barh(y - h / 2, [r["e2e_vs_torch"] for r in rows], h, label="e2e from guest Python")
+    b.barh(y + h / 2, [r["device_vs_torch"] for r in rows], h, label="device compute only")
+    b.axvline(TARGETS["e2e_vs_torch"], color="k", ls="--", lw=1, label="target 2x")
+    b.axvline(1, color="grey", lw=0.8)
+    b.set_xlabel("time / host PyTorch e2e time (2 threads)")
+    b.set_title("device vs host PyTorch (lower is better)")
+    b.legend(loc="lower right")
+    return _save(fig, out / "ratios.png")
+
+
+def overhead(rows: list[dict], modes: dict, out: Path) -> Path:
+    """Where each network's e2e time goes, and chain vs per-layer vs copying."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 0.35 * len(rows) + 1.5),
+                               gridspec_kw=dict(width_ratios=[3, 2]))
+    y = np.arange(len(rows))
+    left = np.zeros(len(rows))
+    for key, color in (("device", "tab:green"), ("driver_and_dma", "tab:gray"),
+                       ("python", "tab:red")):
+        share = np.array([r["split_ms"][key] / r["e2e"]["median_ms"] for r in rows])
+        a.barh(y, 100 * share, left=100 * left, color=color, label=key)
+        left += share
+    a.axvline(100 * (1 - TARGETS["overhead_share"]), color="k", ls="--", lw=1,
+              label="10% overhead")
+    a.set_yticks(y, [r["label"] for r in rows])
+    a.invert_yaxis()
+    a.set_xlabel("% of e2e time")
+    a.set_title("e2e split: device compute, driver + device DMA, Python")
+    a.legend(loc="lower left", fontsize=8)
+    names = list(modes)
+    x = np.arange(len(names))
+    w = 0.27
+    for i, (key, lab) in enumerate((("chain", "one job, zero-copy"),
+                                    ("per_layer_zero_copy", "a job per layer, zero-copy"),
+                                    ("per_layer_copying", "a copying call per layer"))):
+        b.bar(x + (i - 1) * w, [modes[n][key]["median_ms"] for n in names], w, label=lab)
+    b.set_xticks(x, [n.replace("-224x3", "").replace("-224", "") for n in names], fontsize=8)
+    b.set_yscale("log")
+    b.set_ylabel("e2e ms (median)")
+    b.set_title("submission modes")
+    b.legend(fontsize=8)
+    return _save(fig, out / "overhead.png")
+
+
+def layers(row: dict, out: Path) -> Path:
+    """Per-layer device compute time vs host PyTorch for one network."""
+    ls = row["layers"]
+    x = np.arange(len(ls))
+    fig, a = plt.subplots(figsize=(12, 4))
+    a.bar(x - 0.2, [ly["device_ms"] for ly in ls], 0.4, label="device compute")
+    a.bar(x + 0.2, [ly["torch_ms"] for ly in ls], 0.4, label="host PyTorch")
+    a.set_xticks(x, [ly["name"] for ly in ls], rotation=90, fontsize=7)
+    a.set_ylabel("ms (median)")
+    a.set_title(f"{row['label']}: per layer")
+    a.legend()
+    return _save(fig, out / "layers.png")
+
+
+def scaling(sc: dict, out: Path) -> Path:
+    """Device and e2e time against MACs, log-log, with the fitted lines."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    for a, key in zip(axes, ("device", "e2e")):
+        for family, color in COLORS.items():
+            pts = [p for p in sc["points"] if p["family"] == family]
+            macs = np.array([p["macs"] for p in pts])
+            a.scatter(macs, [p[f"{key}_ms"] for p in pts], s=18, color=color, label=family)
+            fit = sc["fits"][family][key]
+            grid = np.geomspace(macs.min(), macs.max(), 50)
+            a.plot(grid, fit["intercept_ms"] + fit["ms_per_gmac"] * grid / 1e9, color=color,
+                   lw=1, label=f"{family}: {fit['intercept_ms']:.2f} ms + "
+                               f"{fit['ms_per_gmac']:.1f} ms/GMAC")
+        a.set_xscale("log")
+        a.set_yscale("log")
+        a.set_xlabel("MACs per inference")
+        a.set_title({"device": "device compute (device_ns)", "e2e": "e2e from guest Python"}[key])
+        a.grid(True, which="both", lw=0.3)
+        a.legend(fontsize=7)
+    axes[0].set_ylabel("ms (median)")
+    return _save(fig, out / "scaling.png")
+
+
+def all_figures(results: dict, out: Path, main_label: str) -> list[Path]:
+    rows = results["networks"]
+    paths = [ratios(rows, out), overhead(rows, results["modes"], out),
+             scaling(results["scaling"], out)]
+    row = next((r for r in rows if r["label"] == main_label), None)
+    if row is not None:
+        paths.append(layers(row, out))
+    return paths
