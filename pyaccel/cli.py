@@ -45,12 +45,13 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def build_model(args: argparse.Namespace) -> models.Model:
     if args.model == "mobilenet_v1":
-        m = models.mobilenet_v1(args.width, args.resolution, args.classes or 1000, args.seed)
+        m = models.mobilenet_v1(args.width, args.resolution or 224, args.classes or 1000,
+                                args.seed)
     else:
         double = [int(v) for v in args.double.split(",") if v] if args.double else ()
         m = models.allconv(args.width, double, args.depth, args.variant,
-                           input_size=args.resolution if args.resolution != 224 else 32,
-                           num_classes=args.classes or 10, seed=args.seed)
+                           input_size=args.resolution or 32, num_classes=args.classes or 10,
+                           seed=args.seed)
     if args.weights:
         m.load_npz(args.weights)
     return m
@@ -164,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--depth", type=int, default=5, help="allconv: conv layers")
     run.add_argument("--double", default="", help="allconv: layers to double, e.g. 1,2")
     run.add_argument("--variant", help=f"allconv: one of {', '.join(models.ALLCONV_VARIANTS)}")
-    run.add_argument("--resolution", type=int, default=224, help="input size (allconv: 32)")
+    run.add_argument("--resolution", type=int,
+                     help="input size (default: mobilenet_v1 224, allconv 32)")
     run.add_argument("--classes", type=int, help="number of classes")
     run.add_argument("--batch", type=int, default=1)
     run.add_argument("--seed", type=int, default=0, help="random weights and input")

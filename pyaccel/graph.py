@@ -15,7 +15,7 @@ them, its ``NAME.weight`` and ``NAME.bias`` are taken as already folded
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping, Optional, Sequence, Union
 
 import numpy as np
@@ -41,6 +41,7 @@ class Conv2d:
     batch_norm: bool = False
     activation: Optional[str] = None
     name: str = ""
+    from_linear: bool = False       # a Linear layer: its weight may be [out][in]
 
     def output_shape(self, s: Shape) -> Shape:
         if s[0] != self.c_in:
@@ -154,7 +155,7 @@ def lower(layers: Sequence[LayerSpec], input_shape: Shape) -> tuple[list, bool]:
             if not ops or ops[-1].activation:
                 raise ValueError(f"layer {i}: a ReLU must follow a convolution or pooling "
                                  "without an activation of its own")
-            ops[-1].activation = act
+            ops[-1] = replace(ops[-1], activation=act)
             continue
         if isinstance(layer, Flatten):
             flat = True
@@ -168,10 +169,9 @@ def lower(layers: Sequence[LayerSpec], input_shape: Shape) -> tuple[list, bool]:
                 raise ValueError(f"layer {i}: Linear({layer.in_features}) after a {shape} map"
                                  " (add Flatten, or check in_features)")
             layer = Conv2d(c, layer.out_features, (h, w), bias=layer.bias,
-                           name=layer.name or f"layer{i}")
-            layer.linear = True
+                           name=layer.name or f"layer{i}", from_linear=True)
         flat = False
-        layer.name = layer.name or f"layer{i}"
+        layer = replace(layer, name=layer.name or f"layer{i}")   # never mutate the caller's
         shape = layer.output_shape(shape)
         ops.append(layer)
     return ops, softmax
@@ -207,8 +207,9 @@ def fold(ops: Sequence, raw: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         key = f"{op.name}.weight"
         if key not in raw:
             raise KeyError(f"weights have no {key!r}")
-        w = np.asarray(raw[key], np.float32).reshape(op.weight_shape()) \
-            if getattr(op, "linear", False) else np.asarray(raw[key], np.float32)
+        w = np.asarray(raw[key], np.float32)
+        if op.from_linear:
+            w = w.reshape(op.weight_shape())
         if w.shape != op.weight_shape():
             raise ValueError(f"{key} has shape {w.shape}, the layer needs {op.weight_shape()}")
         bn = op.batch_norm and f"{op.name}.bn.weight" in raw   # else: already folded
