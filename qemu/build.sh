@@ -82,6 +82,9 @@ fi
 log "building qemu-system-aarch64 (first build: a few minutes)"
 ninja -C "$src/build" qemu-system-aarch64 >"$tree/build.log" 2>&1 ||
 	{ grep -E -B2 -A5 'error|Error' "$tree/build.log" | head -60; die "QEMU build failed (log: $tree/build.log)"; }
-cmp -s "$src/build/qemu-system-aarch64" "$BUILD/qemu-system-aarch64$suffix" ||
-	cp "$src/build/qemu-system-aarch64" "$BUILD/qemu-system-aarch64$suffix"
+out=$BUILD/qemu-system-aarch64$suffix
+if ! cmp -s "$src/build/qemu-system-aarch64" "$out"; then
+	# a new file, renamed over the old one: a running board keeps its binary
+	cp "$src/build/qemu-system-aarch64" "$out.new" && mv -f "$out.new" "$out"
+fi
 log "QEMU ready: $BUILD/qemu-system-aarch64$suffix"

@@ -243,6 +243,9 @@ static uint32_t check_layer(ConvAccelState *s, Layer *l, uint32_t index)
         FAIL(CONVACCEL_ERR_TOO_LARGE, "a tensor is above %d MiB",
              CONVACCEL_MAX_TENSOR_MB_VALUE);
     }
+    if ((l->input | l->output | l->weight | l->bias) % sizeof(float)) {
+        FAIL(CONVACCEL_ERR_DMA, "a tensor address is not 4-byte aligned");
+    }
     if (!dma_range_ok(s, l->input, l->in_bytes, false) ||
         !dma_range_ok(s, l->output, l->out_bytes, true) ||
         (l->w_bytes && !dma_range_ok(s, l->weight, l->w_bytes, false)) ||
@@ -296,48 +299,111 @@ static uint64_t model_cycles(const Layer *l)
     return MAX(compute, dma) + CONVACCEL_MODEL_LAYER_CYCLES;
 }
 
+/*
+ * A tensor the device reads: guest RAM mapped in place when it is one
+ * contiguous host range (no copy), else a copy. Outputs are never mapped:
+ * they go through a bounce buffer written under the lock (see dma_write),
+ * so a reset stops a job's writes at once.
+ */
+typedef struct DmaView {
+    float *ptr;
+    hwaddr len;
+    bool mapped;
+} DmaView;
+
+static uint32_t dma_view(ConvAccelState *s, uint64_t addr, uint64_t len,
+                         DmaView *v)
+{
+    hwaddr plen = len;
+
+    v->len = len;
+    v->ptr = address_space_map(s->as, addr, &plen, false,
+                               MEMTXATTRS_UNSPECIFIED);
+    if (v->ptr && plen == len) {
+        v->mapped = true;
+        return CONVACCEL_ERR_OK;
+    }
+    if (v->ptr) {
+        address_space_unmap(s->as, v->ptr, plen, false, 0);
+    }
+    v->mapped = false;
+    v->ptr = g_try_malloc(len);
+    if (!v->ptr) {
+        return CONVACCEL_ERR_NO_MEMORY;
+    }
+    return dma_read(s, addr, v->ptr, len) ? CONVACCEL_ERR_OK : CONVACCEL_ERR_DMA;
+}
+
+static void dma_view_release(ConvAccelState *s, DmaView *v)
+{
+    if (v->mapped) {
+        address_space_unmap(s->as, v->ptr, v->len, false, 0);
+    } else {
+        g_free(v->ptr);
+    }
+    v->ptr = NULL;
+}
+
+/* The output bounce buffer, kept between layers (only the worker uses it). */
+static float *scratch_out(ConvAccelState *s, uint64_t bytes)
+{
+    if (bytes > s->scratch_size) {
+        g_free(s->scratch_buf);
+        s->scratch_buf = g_try_malloc(bytes);
+        s->scratch_size = s->scratch_buf ? bytes : 0;
+    }
+    return s->scratch_buf;
+}
+
 /* Run one checked layer: read, compute, write. 0 or a CONVACCEL_ERR_* code. */
 static uint32_t run_layer(ConvAccelState *s, uint32_t gen, const Layer *l,
                           JobCounters *c)
 {
-    g_autofree float *in = g_try_malloc(l->in_bytes);
-    g_autofree float *out = g_try_malloc(l->out_bytes);
-    g_autofree float *w = l->w_bytes ? g_try_malloc(l->w_bytes) : NULL;
-    g_autofree float *b = l->b_bytes ? g_try_malloc(l->b_bytes) : NULL;
+    DmaView in = { 0 }, w = { 0 }, b = { 0 };
+    float *out = scratch_out(s, l->out_bytes);
+    uint32_t err = out ? CONVACCEL_ERR_OK : CONVACCEL_ERR_NO_MEMORY;
     int64_t t0;
     int ret;
 
-    if (!in || !out || (l->w_bytes && !w) || (l->b_bytes && !b)) {
-        return CONVACCEL_ERR_NO_MEMORY;
+    if (!err) {
+        err = dma_view(s, l->input, l->in_bytes, &in);
     }
-    if (!dma_read(s, l->input, in, l->in_bytes) ||
-        (w && !dma_read(s, l->weight, w, l->w_bytes)) ||
-        (b && !dma_read(s, l->bias, b, l->b_bytes))) {
-        return CONVACCEL_ERR_DMA;
+    if (!err && l->w_bytes) {
+        err = dma_view(s, l->weight, l->w_bytes, &w);
+    }
+    if (!err && l->b_bytes) {
+        err = dma_view(s, l->bias, l->b_bytes, &b);
+    }
+    if (err) {
+        goto out;
     }
     t0 = get_clock();
     if (l->op == CONVACCEL_LAYER_OP_CONV) {
         struct cvc_conv p = to_conv(l);
 
-        ret = cvc_conv2d(&p, in, w, b, out);
+        ret = cvc_conv2d(&p, in.ptr, w.ptr, b.ptr, out);
         c->macs += cvc_conv_macs(&p);
     } else {
         struct cvc_pool p = to_pool(l);
 
-        ret = l->op == CONVACCEL_LAYER_OP_MAXPOOL ? cvc_maxpool2d(&p, in, out) :
-                                              cvc_avgpool2d(&p, in, out);
+        ret = l->op == CONVACCEL_LAYER_OP_MAXPOOL ? cvc_maxpool2d(&p, in.ptr, out) :
+                                                    cvc_avgpool2d(&p, in.ptr, out);
     }
     c->host_ns += get_clock() - t0;
     if (ret) {
-        return CONVACCEL_ERR_NO_MEMORY;
+        err = CONVACCEL_ERR_NO_MEMORY;
+    } else if (!dma_write(s, gen, l->output, out, l->out_bytes)) {
+        err = CONVACCEL_ERR_DMA;
+    } else {
+        c->bytes_read += l->in_bytes + l->w_bytes + l->b_bytes;
+        c->bytes_written += l->out_bytes;
+        c->cycles += model_cycles(l);
     }
-    if (!dma_write(s, gen, l->output, out, l->out_bytes)) {
-        return CONVACCEL_ERR_DMA;
-    }
-    c->bytes_read += l->in_bytes + l->w_bytes + l->b_bytes;
-    c->bytes_written += l->out_bytes;
-    c->cycles += model_cycles(l);
-    return CONVACCEL_ERR_OK;
+out:
+    dma_view_release(s, &in);
+    dma_view_release(s, &w);
+    dma_view_release(s, &b);
+    return err;
 }
 
 /* Wait until a reset (generation change) or, with a deadline, until then. */
@@ -493,7 +559,12 @@ void *convaccel_worker(void *opaque)
         report = run_job(s, &job, gen, &done);
 
         qemu_mutex_lock(&s->lock);
-        if (report && gen == s->generation) {
+        /* done[] holds what the main loop has not published yet: wait for room */
+        while (report && gen == s->generation && !s->stopping &&
+               s->done_count == CONVACCEL_QUEUE_DEPTH_VALUE) {
+            qemu_cond_wait(&s->cond, &s->lock);
+        }
+        if (report && gen == s->generation && !s->stopping) {
             s->q_head = (s->q_head + 1) % CONVACCEL_QUEUE_DEPTH_VALUE;
             s->q_count--;
             s->done[s->done_count++] = done;

@@ -68,6 +68,7 @@ static void convaccel_done_bh(void *opaque)
     n = s->done_count;
     memcpy(done, s->done, n * sizeof(done[0]));
     s->done_count = 0;
+    qemu_cond_broadcast(&s->cond);      /* the worker may wait for room */
     qemu_mutex_unlock(&s->lock);
 
     for (i = 0; i < n; i++) {
@@ -349,6 +350,7 @@ static void convaccel_unrealize(DeviceState *dev)
     qemu_cond_broadcast(&s->cond);
     qemu_mutex_unlock(&s->lock);
     qemu_thread_join(&s->thread);
+    g_free(s->scratch_buf);
     qemu_bh_delete(s->done_bh);
     qemu_cond_destroy(&s->cond);
     qemu_mutex_destroy(&s->lock);

@@ -58,11 +58,15 @@ struct ConvAccelState {
     uint32_t q_head;
     uint32_t q_count;       /* queued jobs, the running one included */
     ConvAccelDone done[CONVACCEL_QUEUE_DEPTH_VALUE];
-    uint32_t done_count;
+    uint32_t done_count;    /* finished, not yet published by done_bh */
     uint32_t generation;    /* bumped by reset: older work is discarded */
     bool stopping;
     QemuThread thread;
     QEMUBH *done_bh;
+
+    /* the worker's own */
+    float *scratch_buf;
+    uint64_t scratch_size;
 
     /* properties */
     uint32_t id;

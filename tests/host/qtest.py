@@ -55,6 +55,20 @@ class QTest:
                 raise QTestError(f"{line!r}: {reply}")
             # "IRQ raise/lower" notifications come in between: skip them
 
+    def pipeline(self, lines: list[str]) -> list[str]:
+        """Send many commands at once, then read all replies: QEMU handles
+        them back to back, without main-loop work (bottom halves) between."""
+        self._file.write("".join(line + "\n" for line in lines))
+        self._file.flush()
+        replies = []
+        while len(replies) < len(lines):
+            reply = self._file.readline()
+            if not reply:
+                raise QTestError(f"QEMU closed the qtest socket (exit {self.proc.poll()})")
+            if reply.startswith(("OK", "FAIL", "ERR")):
+                replies.append(reply.strip())
+        return replies
+
     def readl(self, addr: int) -> int:
         return int(self.cmd(f"readl {addr:#x}"), 16)
 

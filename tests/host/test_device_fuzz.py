@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 
 import numpy as np
 import pytest
@@ -117,3 +118,19 @@ def test_queue_overflow_is_flagged_not_fatal(qtest):
     assert status & R["CONVACCEL_STATUS_QUEUE_FULL"] and status & R["CONVACCEL_STATUS_OVERFLOW"]
     assert (status >> 8) & 0xFF == R["CONVACCEL_QUEUE_DEPTH_VALUE"]
     run_known_job(qtest, np.random.default_rng(0))
+
+
+def test_completions_faster_than_the_main_loop(qtest):
+    """Regression (found by this fuzz): jobs that fail at once, doorbells
+    back to back, finished faster than the main loop published them, and the
+    worker wrote past its completion array and stopped. It must wait instead."""
+    qtest.writel(reg("CMD_ADDR_LO"), 0)          # not RAM: each job fails at once
+    qtest.writel(reg("CMD_ADDR_HI"), 0)
+    for _ in range(30):
+        qtest.pipeline([f"writel {reg('DOORBELL'):#x} 0x1"] * 64)
+    deadline = time.monotonic() + 20
+    while qtest.readl(reg("STATUS")) & R["CONVACCEL_STATUS_BUSY"]:
+        assert time.monotonic() < deadline, "jobs never drained"
+        time.sleep(0.01)
+    assert qtest.readl(reg("JOBS_DONE")) >= 30        # every batch got jobs through
+    run_known_job(qtest, np.random.default_rng(5))     # the worker is alive
