@@ -1,4 +1,4 @@
-"""VMState: an idle device's registers survive savevm/loadvm (migration to a
+"""VMState and system reset: an idle device's registers survive savevm/loadvm (migration to a
 file and back), the restored device computes; saving while busy is refused."""
 from __future__ import annotations
 
@@ -84,5 +84,26 @@ def test_saving_while_busy_is_refused(tmp_path):
         mon(f'migrate "exec:cat > {tmp_path / "busy.bin"}"')
         assert mon.migration_status() == "failed (pre-save failed: convaccel)"
         run_known_job(q, np.random.default_rng(3))       # resets, then computes
+    finally:
+        assert q.close() is None
+
+
+def test_system_reset_in_the_middle_of_a_job(tmp_path):
+    """QEMU's system reset (not the CTRL bit) also leaves the device idle and usable."""
+    ensure_built()
+    q, mon = start(tmp_path)
+    try:
+        q.writel(reg("FAULT_CTRL"), R["CONVACCEL_FAULT_HANG"])
+        q.write(JOB_AREA, bytes(job_bytes(JOB_AREA + 0x1000, 1, JOB_AREA + 0x800, 1)))
+        q.writel(reg("CMD_ADDR_LO"), JOB_AREA)
+        q.writel(reg("SCRATCH"), 5)
+        q.writel(reg("DOORBELL"), 1)
+        assert q.readl(reg("STATUS")) & R["CONVACCEL_STATUS_BUSY"]
+        mon("system_reset")
+        deadline = time.monotonic() + 10
+        while q.readl(reg("STATUS")) or q.readl(reg("SCRATCH")):
+            assert time.monotonic() < deadline, "system reset did not reset the device"
+            time.sleep(0.05)
+        run_known_job(q, np.random.default_rng(4))
     finally:
         assert q.close() is None
