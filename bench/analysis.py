@@ -31,7 +31,8 @@ def network_row(g: dict, host: dict) -> dict:
         compute_speedup_vs_guest_cpu=_med(g["cpu"]) / device,
         e2e_vs_torch=e2e / torch_e2e, device_vs_torch=device / torch_e2e,
         overhead_share=g["overhead_share"],
-        split_ms=dict(device=device, driver_and_dma=driver - device, python=e2e - driver),
+        split_ms=dict(device=device, driver_and_dma=driver - device,
+                      python_and_ioctls=e2e - driver),
         cpu_vs_device_max_abs_diff=g["cpu_vs_device_max_abs_diff"],
         torch_vs_oracle_max_abs_err=host["max_abs_err_vs_oracle"],
         layers=layers)
@@ -91,4 +92,4 @@ def analyse(guest: dict, host: dict) -> dict:
                                 + f"{goal:g}", met=bool(ok)))
     return dict(targets=targets, networks=rows, tiny=guest["tiny"],
                 modes={k: modes(v) for k, v in guest["modes"].items()},
-                scaling=scaling(points), check=guest["check"])
+                scaling=scaling(points), check=guest["check"], drift=guest.get("drift"))

@@ -16,69 +16,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 TOP = HERE.parent
+README_BEGIN, README_END = "<!-- latest: begin (bench/bench.py) -->", "<!-- latest: end -->"
 sys.path.insert(0, str(TOP / "scripts"))
 import board  # noqa: E402
 
 import analysis  # noqa: E402
+from hostenv import OtherLoad, build, wait_for_quiet  # noqa: E402
 import nets  # noqa: E402
 import plots  # noqa: E402
 import report  # noqa: E402
 from stats import machine  # noqa: E402
-
-
-def cpu_busy() -> tuple[float, float]:
-    """(busy CPU seconds of the whole machine, wall time) now."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK"), time.monotonic()
-
-
-def own_cpu() -> float:
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
-
-
-class OtherLoad:
-    """Other processes' CPU use in the with-block, as a fraction of the machine
-    (ours and our waited-for children, QEMU, are subtracted)."""
-
-    def __enter__(self) -> "OtherLoad":
-        self.start, self.own = cpu_busy(), own_cpu()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        (b0, t0), (b1, t1) = self.start, cpu_busy()
-        other = max(0.0, (b1 - b0) - (own_cpu() - self.own))
-        self.fraction = round(other / (max(t1 - t0, 1e-3) * (os.cpu_count() or 1)), 3)
-
-
-def wait_for_quiet(max_wait: float, threshold: float = 0.1, window: float = 2.0) -> float:
-    """Wait until other processes use less than `threshold` of the machine over
-    `window` seconds, at most max_wait seconds; returns the last fraction seen."""
-    deadline = time.monotonic() + max_wait
-    while True:
-        with OtherLoad() as load:
-            time.sleep(window)
-        if load.fraction < threshold or time.monotonic() >= deadline:
-            return load.fraction
-        print(f"bench: machine busy ({100 * load.fraction:.0f}% used by others), waiting",
-              flush=True)
-
-
-def build() -> None:
-    proc = subprocess.run(["bash", str(TOP / "scripts" / "build-all.sh")],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"bench: building the board failed:\n{proc.stderr[-4000:]}")
 
 
 def run_guest(args: argparse.Namespace) -> dict:
@@ -120,6 +74,9 @@ def checks(results: dict) -> list[str]:
         for key in ("cpu_vs_device_max_abs_diff", "torch_vs_oracle_max_abs_err"):
             if r[key] > 1e-4:
                 bad.append(f"{r['label']}: {key} = {r[key]:.2g}")
+    for label, m in results["modes"].items():
+        if m["max_abs_diff"] > 1e-4:
+            bad.append(f"{label}: per-layer copying vs chain: {m['max_abs_diff']:.2g}")
     return bad
 
 
@@ -164,6 +121,9 @@ def main() -> int:
     print()
     print(report.full(results))
     figures = plots.all_figures(results, HERE, nets.MOBILENET_1.label)
+    if not args.quick and args.json == HERE / "results.json":
+        report.update_readme(HERE / "README.md", f"```\n{report.full(results)}\n```",
+                             README_BEGIN, README_END)
     print(f"\nwrote {_rel(args.json)}, " + ", ".join(_rel(p) for p in figures)
           + f" ({env['total_s']:.0f} s; other processes used "
             f"{100 * env.get('other_load_during_guest', 0):.0f}% of the machine during the "

@@ -8,11 +8,13 @@ Sections (each written to the JSON as soon as it is done):
 - tiny: submit-to-completion latency of a one-element 1x1 convolution from
   Python (the compiled, zero-copy way and the Device.conv2d way);
 - main: every nets.MAIN network on the device (CompiledModel: e2e wall time
-  around the call, driver latency, device_ns, per layer) and in float32
-  numpy on this CPU (cpu_numpy, run twice: it is slow);
+  around the call, driver latency, device_ns, per layer);
 - modes: nets.MODES as one chain, one job per layer on the same buffers,
   and one Device.conv2d-style call per layer (copy in and out);
-- scaling: nets.SCALING on the device.
+- scaling: nets.SCALING on the device;
+- then every nets.MAIN network in float32 numpy on this CPU (cpu_numpy, run
+  twice: it is slow), its output checked against the device's;
+- drift: MobileNet-v1 1.0 on the device once more, after the CPU runs.
 """
 from __future__ import annotations
 
@@ -38,6 +40,11 @@ from stats import machine, repeat, summary  # noqa: E402
 
 def log(msg: str) -> None:
     print(f"[guest {time.monotonic():7.1f}] {msg}", flush=True)
+
+
+def net_input(shape: tuple) -> np.ndarray:
+    """The benchmark's input for a network: batch 1, standard normal, seed 1."""
+    return np.random.default_rng(1).standard_normal((1,) + tuple(shape), dtype=np.float32)
 
 
 def tiny_latency(dev: pyaccel.Device, runs: int) -> dict:
@@ -141,10 +148,10 @@ def modes(dev: pyaccel.Device, model: Model, x: np.ndarray, repeats: int) -> dic
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", type=Path, default=Path("/out/guest.json"))
-    ap.add_argument("--repeats", type=int, default=30, help="timed device calls per network")
+    ap.add_argument("--repeats", type=int, default=40, help="timed device calls per network")
     ap.add_argument("--cpu-runs", type=int, default=2, help="numpy runs per network")
     ap.add_argument("--tiny-runs", type=int, default=200)
-    ap.add_argument("--quick", action="store_true", help="few repeats, MobileNet 0.25 only")
+    ap.add_argument("--quick", action="store_true", help="few networks and repeats (for trying it out)")
     a = ap.parse_args()
     main_nets, scaling, mode_nets = nets.MAIN, nets.SCALING, nets.MODES
     if a.quick:
@@ -169,38 +176,45 @@ def main() -> int:
         log("tiny job latency")
         out["tiny"] = tiny_latency(dev, a.tiny_runs)
         save()
-        out["main"] = {}
+        out["main"], outputs = {}, {}
         for net in main_nets:
             model = net.build()
-            x = np.random.default_rng(1).standard_normal((1,) + model.input_shape,
-                                                         dtype=np.float32)
             log(f"{net.label}: device")
-            r = device_run(dev, model, x, a.repeats)
-            log(f"{net.label}: numpy on the CPU, {a.cpu_runs} run(s)")
-            r["cpu"], y = cpu_run(model, x, a.cpu_runs)
-            r["cpu_vs_device_max_abs_diff"] = float(np.abs(y - r.pop("output")).max())
-            out["main"][net.label] = dict(net=net.to_dict(),
-                                          params=model.params, **r)
+            r = device_run(dev, model, net_input(model.input_shape), a.repeats)
+            outputs[net.label] = r.pop("output")
+            out["main"][net.label] = dict(net=net.to_dict(), params=model.params, **r)
             save()
         out["modes"] = {}
         for net in mode_nets:
             log(f"{net.label}: chain vs per-layer jobs vs copying")
             model = net.build()
-            x = np.random.default_rng(1).standard_normal((1,) + model.input_shape,
-                                                         dtype=np.float32)
-            out["modes"][net.label] = modes(dev, model, x, a.repeats)
+            out["modes"][net.label] = modes(dev, model, net_input(model.input_shape), a.repeats)
             save()
         out["scaling"] = {}
         for net in scaling:
             log(f"{net.label}: device")
             model = net.build()
-            x = np.random.default_rng(1).standard_normal((1,) + model.input_shape,
-                                                         dtype=np.float32)
-            r = device_run(dev, model, x, max(5, a.repeats * 2 // 3))
+            r = device_run(dev, model, net_input(model.input_shape), max(5, a.repeats * 2 // 3))
             r.pop("output")
-            out["scaling"][net.label] = dict(net=net.to_dict(),
-                                             params=model.params, **r)
+            out["scaling"][net.label] = dict(net=net.to_dict(), params=model.params, **r)
             save()
+        # The CPU runs come last: they leave the guest's memory in another
+        # state, which moves the device's times (see "drift").
+        for net in main_nets:
+            model = net.build()
+            log(f"{net.label}: numpy on the CPU, {a.cpu_runs} run(s)")
+            r = out["main"][net.label]
+            r["cpu"], y = cpu_run(model, net_input(model.input_shape), a.cpu_runs)
+            r["cpu_vs_device_max_abs_diff"] = float(np.abs(y - outputs[net.label]).max())
+            save()
+        net = main_nets[-1] if a.quick else nets.MOBILENET_1
+        log(f"{net.label}: device again, after the CPU runs")
+        model = net.build()
+        again = device_run(dev, model, net_input(model.input_shape), a.repeats)
+        first = out["main"][net.label]
+        out["drift"] = dict(label=net.label, device_first=first["device"],
+                            device_after_cpu_runs=again["device"], e2e_first=first["e2e"],
+                            e2e_after_cpu_runs=again["e2e"])
     out["env"]["loadavg_end"] = machine()["loadavg"]
     save()
     log(f"wrote {a.json}")

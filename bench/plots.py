@@ -48,22 +48,23 @@ def ratios(rows: list[dict], out: Path) -> Path:
 
 def overhead(rows: list[dict], modes: dict, out: Path) -> Path:
     """Where each network's e2e time goes, and chain vs per-layer vs copying."""
-    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 0.35 * len(rows) + 1.5),
+    fig, (a, b) = plt.subplots(1, 2, figsize=(13, 0.35 * len(rows) + 2.5),
                                gridspec_kw=dict(width_ratios=[3, 2]))
     y = np.arange(len(rows))
     left = np.zeros(len(rows))
-    for key, color in (("device", "tab:green"), ("driver_and_dma", "tab:gray"),
-                       ("python", "tab:red")):
+    for key, color, label in (("device", "tab:green", "device compute"),
+                              ("driver_and_dma", "tab:gray", "driver + device DMA"),
+                              ("python_and_ioctls", "tab:red", "Python + ioctl entry/exit")):
         share = np.array([r["split_ms"][key] / r["e2e"]["median_ms"] for r in rows])
-        a.barh(y, 100 * share, left=100 * left, color=color, label=key)
+        a.barh(y, 100 * share, left=100 * left, color=color, label=label)
         left += share
     a.axvline(100 * (1 - TARGETS["overhead_share"]), color="k", ls="--", lw=1,
               label="10% overhead")
     a.set_yticks(y, [r["label"] for r in rows])
     a.invert_yaxis()
     a.set_xlabel("% of e2e time")
-    a.set_title("e2e split: device compute, driver + device DMA, Python")
-    a.legend(loc="lower left", fontsize=8)
+    a.set_title("where the e2e time goes")
+    a.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=8)
     names = list(modes)
     x = np.arange(len(names))
     w = 0.27

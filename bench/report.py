@@ -9,11 +9,11 @@ def _spread(s: dict) -> str:
 
 
 def main_table(rows: list[dict]) -> str:
-    head = (f"{'network':<28}{'MMACs':>7}{'e2e ms (p10-p90)':>22}{'device ms':>10}"
+    head = (f"{'network':<34}{'MMACs':>7}{'e2e ms (p10-p90)':>22}{'device ms':>10}"
             f"{'guest CPU ms':>13}{'x CPU':>7}{'torch ms':>9}{'e2e/torch':>10}{'ovh %':>6}")
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['label']:<28}{r['macs'] / 1e6:>7.0f}{_spread(r['e2e']):>22}"
+        lines.append(f"{r['label']:<34}{r['macs'] / 1e6:>7.0f}{_spread(r['e2e']):>22}"
                      f"{r['device']['median_ms']:>10.2f}{r['cpu']['median_ms']:>13.0f}"
                      f"{r['speedup_vs_guest_cpu']:>7.0f}{r['torch']['median_ms']:>9.2f}"
                      f"{r['e2e_vs_torch']:>10.2f}{100 * r['overhead_share']:>6.0f}")
@@ -21,12 +21,12 @@ def main_table(rows: list[dict]) -> str:
 
 
 def split_table(rows: list[dict]) -> str:
-    head = f"{'network':<28}{'device':>8}{'driver+DMA':>11}{'python':>8}{'e2e':>8}  (ms)"
+    head = f"{'network':<34}{'device':>8}{'driver+DMA':>11}{'py+ioctl':>9}{'e2e':>8}  (ms)"
     lines = [head, "-" * len(head)]
     for r in rows:
         s = r["split_ms"]
-        lines.append(f"{r['label']:<28}{s['device']:>8.2f}{s['driver_and_dma']:>11.2f}"
-                     f"{s['python']:>8.2f}{r['e2e']['median_ms']:>8.2f}")
+        lines.append(f"{r['label']:<34}{s['device']:>8.2f}{s['driver_and_dma']:>11.2f}"
+                     f"{s['python_and_ioctls']:>9.2f}{r['e2e']['median_ms']:>8.2f}")
     return "\n".join(lines)
 
 
@@ -39,11 +39,11 @@ def overhead_table(tiny: dict, modes: dict) -> str:
              f"{tiny['device']['median_ms']:.3f} ms)",
              f"  Device.conv2d (buffer, copy in/out): median {c['median_ms']:.3f} ms, "
              f"p99 {c['p99_ms']:.3f} ms", ""]
-    head = (f"{'network':<28}{'layers':>7}{'chain ms':>10}{'per-layer ms':>13}{'x':>6}"
+    head = (f"{'network':<34}{'layers':>7}{'chain ms':>10}{'per-layer ms':>13}{'x':>6}"
             f"{'copying ms':>12}{'x':>6}")
     lines += [head, "-" * len(head)]
     for label, m in modes.items():
-        lines.append(f"{label:<28}{m['layers']:>7}{m['chain']['median_ms']:>10.2f}"
+        lines.append(f"{label:<34}{m['layers']:>7}{m['chain']['median_ms']:>10.2f}"
                      f"{m['per_layer_zero_copy']['median_ms']:>13.2f}"
                      f"{m['per_layer_zero_copy_vs_chain']:>6.2f}"
                      f"{m['per_layer_copying']['median_ms']:>12.2f}"
@@ -85,12 +85,32 @@ def targets_table(targets: list[dict]) -> str:
 def full(results: dict) -> str:
     rows = results["networks"]
     mb = next((r for r in rows if r["label"] == nets.MOBILENET_1.label), None)
-    parts = ["Device (e2e from guest Python) vs guest CPU (float32 numpy) vs host PyTorch:",
+    env = results["env"]
+    parts = [f"host: {env['host']['cores']} cores, load average {env['host']['loadavg']}; other "
+             f"processes used {100 * env.get('other_load_during_guest', 0):.0f}% of the machine "
+             f"during the guest run, {100 * env['other_load_during_host']:.0f}% during "
+             f"PyTorch's; torch {env['torch']['torch']} with {env['torch']['threads']} threads; "
+             f"guest numpy {env['guest']['numpy']}", "",
+             "Device (e2e from guest Python) vs guest CPU (float32 numpy) vs host PyTorch:",
              main_table(rows), "", "Where the e2e time goes (medians):", split_table(rows), "",
              overhead_table(results["tiny"], results["modes"]), ""]
     if mb is not None:
         parts += ["Per layer, device compute vs host PyTorch:", layer_table(mb), ""]
+    d = results.get("drift")
+    if d:
+        parts += [f"Drift: {d['label']} on the device first {d['device_first']['median_ms']:.2f} ms"
+                  f" (e2e {d['e2e_first']['median_ms']:.2f}), after the guest CPU runs "
+                  f"{d['device_after_cpu_runs']['median_ms']:.2f} ms "
+                  f"(e2e {d['e2e_after_cpu_runs']['median_ms']:.2f})", ""]
     parts += ["Scaling, time = fixed + MACs / rate (fit on relative errors):",
               scaling_table(results["scaling"]["fits"]), "", "Targets:",
               targets_table(results["targets"])]
     return "\n".join(parts)
+
+
+def update_readme(path, text: str, begin: str, end: str) -> None:
+    """Replace what lies between the begin and end marker lines of a README."""
+    old = path.read_text()
+    if begin in old and end in old:
+        head, rest = old.split(begin, 1)
+        path.write_text(f"{head}{begin}\n{text}\n{end}{rest.split(end, 1)[1]}")

@@ -35,12 +35,11 @@ def activate(y: torch.Tensor, activation: Optional[str]) -> torch.Tensor:
 
 
 class ConvLayer(nn.Module):
-    """conv (+ bias) (+ batch norm) + activation, pyaccel's parameter names."""
+    """conv (+ bias) (+ batch norm) + activation, pyaccel's parameter names
+    (a Linear layer is its lowered convolution: a [out][in][h][w] weight)."""
 
     def __init__(self, op: Conv2d, batch_norm: bool = False) -> None:
         super().__init__()
-        if getattr(op, "linear", False):
-            raise NotImplementedError("Linear layers are not supported; use a 1x1 Conv2d")
         self.weight = nn.Parameter(torch.empty(op.weight_shape()))
         has_bias = op.bias or (op.batch_norm and not batch_norm)   # folded BN has a bias
         self.bias = nn.Parameter(torch.zeros(op.c_out)) if has_bias else None

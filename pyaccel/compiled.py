@@ -2,12 +2,12 @@
 one descriptor chain, one submit per inference."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
-from . import reference as ref
 from .errors import ShapeError
 from .graph import Conv2d, Model
 from .jobs import JobResult, Layer, Tensor, encode
@@ -19,6 +19,14 @@ if TYPE_CHECKING:
 
 def _aligned(nbytes: int) -> int:
     return -(-nbytes // ALIGN) * ALIGN
+
+
+def _softmax_rows(y: np.ndarray) -> None:
+    """Softmax of each row of a float32 (N, K) array, in place (float32 is
+    ample for probabilities; the guest's emulated CPU makes float64 costly)."""
+    y -= y.max(axis=1, keepdims=True)
+    np.exp(y, out=y)
+    y /= y.sum(axis=1, keepdims=True)
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,7 @@ class CompiledModel:
                 raise ShapeError(f"{op.name}: device output {g} differs from the model's")
             self.layers.append(layer)
         self._encoded = encode(self.layers)
+        self._names = [(op.name, layer.op) for op, layer in zip(model.ops, self.layers)]
         self.input = self._acts.array((batch,) + shapes[0], offset=self._act_offsets[0])
         self._output = self._acts.array((batch,) + shapes[-1], offset=self._act_offsets[-1])
 
@@ -97,8 +106,6 @@ class CompiledModel:
         return buf, offsets
 
     def __call__(self, x: np.ndarray, timeout: Optional[float] = 60) -> Inference:
-        import time
-
         x = np.asarray(x, np.float32)
         if x.ndim == 3:
             x = x[None]
@@ -111,9 +118,9 @@ class CompiledModel:
         y = self._output.reshape(self.batch, -1).copy()
         wall = time.monotonic_ns() - t0
         if self.model.softmax:
-            y = ref.softmax(y, axis=1)
-        stats = [LayerStats(op.name, layer.op, cost.macs, cost.device_ns, cost.cycles, cost.bytes)
-                 for op, layer, cost in zip(self.model.ops, self.layers, result.layers)]
+            _softmax_rows(y)
+        stats = [LayerStats(name, op, cost.macs, cost.device_ns, cost.cycles, cost.bytes)
+                 for (name, op), cost in zip(self._names, result.layers)]
         return Inference(y, result, stats, wall, self.device.info.model_clock_mhz)
 
     def close(self) -> None:

@@ -6,10 +6,10 @@ For every network of study/zoo.py, with fixed seeds: a PyTorch twin whose
 state_dict uses pyaccel's weight names (bench/torchnet.py; batch norm where
 the network has it) is trained on the 8x8 digits upscaled to 32x32
 (study/digits.py): AdamW with a one-cycle learning rate (RECIPE), 40
-epochs of batch 64, random shifts of up to 2 pixels. Then its state_dict is folded by pyaccel (graph.fold: the
-names must match) and saved as float16 npz; the host's accuracy on the test
-split is measured on exactly those exported weights (and, for reference, on
-the float32 network as trained).
+epochs of batch 64, random shifts of up to 2 pixels. Then pyaccel folds its
+state_dict (graph.fold: the names must match) and it is saved as float16
+npz; the host's accuracy on the test split is measured on exactly those
+exported weights (and, for reference, on the float32 network as trained).
 
 Writes study/weights/*.npz (the committed networks), build/study/weights/
 (the others), study/weights/manifest.json and the test split
