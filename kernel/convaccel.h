@@ -14,6 +14,7 @@
 #include <linux/miscdevice.h>
 #include <linux/mutex.h>
 #include <linux/poll.h>
+#include <linux/spinlock.h>
 #include <linux/wait.h>
 #include <linux/workqueue.h>
 #include <linux/xarray.h>
@@ -115,6 +116,9 @@ struct convaccel_dev {
  * @unfinished: jobs submitted and not yet retired (ca->lock)
  * @done: jobs that ended and are not yet retired (ca->lock)
  * @wq: woken when a job of this file ends
+ * @cmd_lock: protects @cmd_cache
+ * @cmd_cache: the command buffer of the last freed job, kept for the next
+ *	(a compiled network submits the same job again and again)
  */
 struct convaccel_file {
 	struct kref ref;
@@ -126,6 +130,12 @@ struct convaccel_file {
 	unsigned int unfinished;
 	unsigned int done;
 	wait_queue_head_t wq;
+	spinlock_t cmd_lock;	/* protects cmd_cache */
+	struct convaccel_cmd {
+		void *vaddr;
+		dma_addr_t dma;
+		size_t size;
+	} cmd_cache;
 };
 
 /**
@@ -148,6 +158,7 @@ struct convaccel_buffer {
 u32 convaccel_read(struct convaccel_dev *ca, u32 reg);
 void convaccel_write(struct convaccel_dev *ca, u32 reg, u32 val);
 void convaccel_dev_put(struct convaccel_dev *ca);
+void convaccel_cmd_cache_drop(struct convaccel_file *cf);
 void convaccel_file_put(struct convaccel_file *cf);
 int convaccel_irq_test(struct convaccel_dev *ca);
 

@@ -58,6 +58,7 @@ static void convaccel_file_release(struct kref *ref)
 
 	xa_destroy(&cf->buffers);
 	xa_destroy(&cf->jobs);
+	convaccel_cmd_cache_drop(cf);
 	convaccel_dev_put(cf->ca);
 	kfree(cf);
 }
@@ -126,6 +127,7 @@ static int convaccel_open(struct inode *inode, struct file *file)
 	INIT_LIST_HEAD(&cf->pending);
 	INIT_LIST_HEAD(&cf->rr);
 	init_waitqueue_head(&cf->wq);
+	spin_lock_init(&cf->cmd_lock);
 	kref_get(&ca->ref);
 	cf->ca = ca;
 	file->private_data = cf;

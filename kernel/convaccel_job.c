@@ -97,6 +97,55 @@ static void convaccel_job_drop_buffers(struct convaccel_job *job)
 		convaccel_buffer_put(job->bufs[--job->nbufs]);
 }
 
+/*
+ * Command buffers: a file keeps the last freed one for its next job, which
+ * saves a DMA allocation per inference when the same network runs again.
+ */
+static int convaccel_cmd_get(struct convaccel_file *cf, struct convaccel_job *job)
+{
+	struct convaccel_cmd cached = { };
+
+	spin_lock(&cf->cmd_lock);
+	if (cf->cmd_cache.vaddr && cf->cmd_cache.size >= job->cmd_size) {
+		cached = cf->cmd_cache;
+		cf->cmd_cache.vaddr = NULL;
+	}
+	spin_unlock(&cf->cmd_lock);
+	if (cached.vaddr) {
+		memset(cached.vaddr, 0, cached.size);
+		job->cmd = cached.vaddr;
+		job->cmd_dma = cached.dma;
+		job->cmd_size = cached.size;
+		return 0;
+	}
+	job->cmd = dma_alloc_coherent(cf->ca->dev, job->cmd_size, &job->cmd_dma, GFP_KERNEL);
+	return job->cmd ? 0 : -ENOMEM;
+}
+
+static void convaccel_cmd_put(struct convaccel_file *cf, struct convaccel_job *job)
+{
+	struct convaccel_cmd old = { .vaddr = job->cmd, .dma = job->cmd_dma,
+				     .size = job->cmd_size };
+
+	spin_lock(&cf->cmd_lock);
+	swap(old, cf->cmd_cache);	/* keep the newest, free the one it replaces */
+	spin_unlock(&cf->cmd_lock);
+	if (old.vaddr)
+		dma_free_coherent(cf->ca->dev, old.size, old.vaddr, old.dma);
+}
+
+/**
+ * convaccel_cmd_cache_drop() - free a file's cached command buffer
+ * @cf: the file, being freed
+ */
+void convaccel_cmd_cache_drop(struct convaccel_file *cf)
+{
+	if (cf->cmd_cache.vaddr)
+		dma_free_coherent(cf->ca->dev, cf->cmd_cache.size, cf->cmd_cache.vaddr,
+				  cf->cmd_cache.dma);
+	cf->cmd_cache.vaddr = NULL;
+}
+
 static void convaccel_job_free(struct kref *ref)
 {
 	struct convaccel_job *job = container_of(ref, struct convaccel_job, ref);
@@ -105,7 +154,7 @@ static void convaccel_job_free(struct kref *ref)
 	convaccel_job_drop_buffers(job);
 	kfree(job->bufs);
 	if (job->cmd)
-		dma_free_coherent(cf->ca->dev, job->cmd_size, job->cmd, job->cmd_dma);
+		convaccel_cmd_put(cf, job);
 	kfree(job);
 	convaccel_file_put(cf);
 }
@@ -253,11 +302,9 @@ static struct convaccel_job *convaccel_job_build(struct convaccel_file *cf,
 	job->bufs = kcalloc(4 * req->layer_count, sizeof(*job->bufs), GFP_KERNEL);
 	job->cmd_size = stats_offset(req->layer_count) +
 			(size_t)req->layer_count * CONVACCEL_STATS_SIZE;
-	job->cmd = dma_alloc_coherent(ca->dev, job->cmd_size, &job->cmd_dma, GFP_KERNEL);
-	if (!job->bufs || !job->cmd) {
-		ret = -ENOMEM;
+	ret = job->bufs ? convaccel_cmd_get(cf, job) : -ENOMEM;
+	if (ret)
 		goto err;
-	}
 	ret = copy_layers(cf, job, req);
 	if (ret)
 		goto err;
