@@ -49,6 +49,17 @@ def job_bytes(layers_addr: int, count: int, result: int, tag: int) -> bytearray:
     return d
 
 
+def queue_hung_job(q: QTest, doorbells: int = 1) -> None:
+    """Queue a job that hangs (fault injection) until reset, plus more behind it."""
+    q.writel(reg("FAULT_CTRL"), R["CONVACCEL_FAULT_HANG"])
+    q.write(JOB_AREA, bytes(job_bytes(JOB_AREA + 0x1000, 1, JOB_AREA + 0x800, 1)))
+    q.writel(reg("CMD_ADDR_LO"), JOB_AREA)
+    q.writel(reg("CMD_ADDR_HI"), 0)
+    for _ in range(doorbells):
+        q.writel(reg("DOORBELL"), 1)
+    assert q.readl(reg("STATUS")) & R["CONVACCEL_STATUS_BUSY"]
+
+
 def run_known_job(q: QTest, rng: np.random.Generator) -> None:
     """A 3x3 conv through raw descriptors: the output must match the oracle."""
     q.writel(reg("CTRL"), R["CONVACCEL_CTRL_RESET"])

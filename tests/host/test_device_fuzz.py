@@ -14,7 +14,7 @@ import pytest
 from conftest import ensure_built
 from qtest import QTest
 from rawdevice import (BASE, DATA_AREA, JOB_AREA, R, RAM, RAM_MB, REGS, job_bytes, layer_bytes,
-                       reg, run_known_job)
+                       queue_hung_job, reg, run_known_job)
 
 OPS = int(os.environ.get("PYACCEL_FUZZ_OPS", 20000))
 
@@ -97,12 +97,7 @@ def test_random_register_and_descriptor_traffic(qtest, seed):
 
 def test_reset_in_the_middle_of_a_job(qtest):
     """A hung job and a slow job abandoned by reset: idle at once, then usable."""
-    qtest.writel(reg("FAULT_CTRL"), R["CONVACCEL_FAULT_HANG"])
-    qtest.write(JOB_AREA, bytes(job_bytes(JOB_AREA + 0x1000, 1, JOB_AREA + 0x800, 1)))
-    qtest.writel(reg("CMD_ADDR_LO"), JOB_AREA)
-    qtest.writel(reg("DOORBELL"), 1)
-    qtest.writel(reg("DOORBELL"), 1)
-    assert qtest.readl(reg("STATUS")) & R["CONVACCEL_STATUS_BUSY"]
+    queue_hung_job(qtest, doorbells=2)
     qtest.writel(reg("CTRL"), R["CONVACCEL_CTRL_RESET"])
     assert qtest.readl(reg("STATUS")) == 0
     assert qtest.readl(reg("JOBS_DONE")) == 0

@@ -9,7 +9,7 @@ import numpy as np
 
 from conftest import ensure_built
 from qtest import QTest
-from rawdevice import JOB_AREA, R, job_bytes, reg, run_known_job
+from rawdevice import R, queue_hung_job, reg, run_known_job
 
 
 class Monitor:
@@ -77,10 +77,7 @@ def test_saving_while_busy_is_refused(tmp_path):
     ensure_built()
     q, mon = start(tmp_path)
     try:
-        q.writel(reg("FAULT_CTRL"), R["CONVACCEL_FAULT_HANG"])
-        q.write(JOB_AREA, bytes(job_bytes(JOB_AREA + 0x1000, 1, JOB_AREA + 0x800, 1)))
-        q.writel(reg("CMD_ADDR_LO"), JOB_AREA)
-        q.writel(reg("DOORBELL"), 1)
+        queue_hung_job(q)
         mon(f'migrate "exec:cat > {tmp_path / "busy.bin"}"')
         assert mon.migration_status() == "failed (pre-save failed: convaccel)"
         run_known_job(q, np.random.default_rng(3))       # resets, then computes
@@ -93,12 +90,8 @@ def test_system_reset_in_the_middle_of_a_job(tmp_path):
     ensure_built()
     q, mon = start(tmp_path)
     try:
-        q.writel(reg("FAULT_CTRL"), R["CONVACCEL_FAULT_HANG"])
-        q.write(JOB_AREA, bytes(job_bytes(JOB_AREA + 0x1000, 1, JOB_AREA + 0x800, 1)))
-        q.writel(reg("CMD_ADDR_LO"), JOB_AREA)
         q.writel(reg("SCRATCH"), 5)
-        q.writel(reg("DOORBELL"), 1)
-        assert q.readl(reg("STATUS")) & R["CONVACCEL_STATUS_BUSY"]
+        queue_hung_job(q)
         mon("system_reset")
         deadline = time.monotonic() + 10
         while q.readl(reg("STATUS")) or q.readl(reg("SCRATCH")):
