@@ -57,7 +57,7 @@ def build_model(args: argparse.Namespace) -> models.Model:
     return m
 
 
-def stats_table(inf, model) -> str:
+def stats_table(inf) -> str:
     mhz = inf.model_clock_mhz
     rows = [f"{'layer':<14} {'op':<8} {'MACs':>14} {'device ms':>10} {'model ms':>9} "
             f"{'bytes':>12}"]
@@ -88,7 +88,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             inf = net(x)
     top = np.argsort(-inf.output[0])[:5]
     print("top-5:", ", ".join(f"{c}: {inf.output[0][c]:.4f}" for c in top))
-    print(stats_table(inf, model))
+    print(stats_table(inf))
     if args.check:
         progress("computing the numpy reference on the CPU")
         want = model.reference(x)

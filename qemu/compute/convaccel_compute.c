@@ -831,6 +831,7 @@ struct plane_job {
     const struct cvc_pool *p;
     const float *in;
     float *out;
+    bool is_max;
 };
 
 /* yr[ow] += xr[ow * stride + off] for ow in [lo, hi). */
@@ -956,7 +957,7 @@ static void pool_plane(const struct cvc_pool *p, const float *x, float *y,
     }
 }
 
-static void maxpool_planes(void *opaque, size_t begin, size_t end)
+static void pool_planes(void *opaque, size_t begin, size_t end)
 {
     const struct plane_job *j = opaque;
     const struct cvc_pool *p = j->p;
@@ -965,20 +966,7 @@ static void maxpool_planes(void *opaque, size_t begin, size_t end)
     size_t pl;
 
     for (pl = begin; pl < end; pl++) {
-        pool_plane(p, j->in + pl * plane_in, j->out + pl * plane_out, true);
-    }
-}
-
-static void avgpool_planes(void *opaque, size_t begin, size_t end)
-{
-    const struct plane_job *j = opaque;
-    const struct cvc_pool *p = j->p;
-    size_t plane_in = (size_t)p->h_in * p->w_in;
-    size_t plane_out = (size_t)p->h_out * p->w_out;
-    size_t pl;
-
-    for (pl = begin; pl < end; pl++) {
-        pool_plane(p, j->in + pl * plane_in, j->out + pl * plane_out, false);
+        pool_plane(p, j->in + pl * plane_in, j->out + pl * plane_out, j->is_max);
     }
 }
 
@@ -989,16 +977,16 @@ static size_t pool_work(const struct cvc_pool *p)
 
 int cvc_maxpool2d(const struct cvc_pool *p, const float *in, float *out)
 {
-    struct plane_job job = { .p = p, .in = in, .out = out };
+    struct plane_job job = { .p = p, .in = in, .out = out, .is_max = true };
 
-    cvc_parallel(maxpool_planes, &job, (size_t)p->n * p->c, pool_work(p));
+    cvc_parallel(pool_planes, &job, (size_t)p->n * p->c, pool_work(p));
     return 0;
 }
 
 int cvc_avgpool2d(const struct cvc_pool *p, const float *in, float *out)
 {
-    struct plane_job job = { .p = p, .in = in, .out = out };
+    struct plane_job job = { .p = p, .in = in, .out = out, .is_max = false };
 
-    cvc_parallel(avgpool_planes, &job, (size_t)p->n * p->c, pool_work(p));
+    cvc_parallel(pool_planes, &job, (size_t)p->n * p->c, pool_work(p));
     return 0;
 }
