@@ -349,18 +349,19 @@ static ptrdiff_t tap_row(size_t oh, size_t ki, size_t stride, size_t dil,
     return ih >= 0 && ih < (ptrdiff_t)size ? ih : -1;
 }
 
+/* The activations keep NaN, as PyTorch's do (a NaN compares false). */
 static void act_row(float *y, size_t len, unsigned act)
 {
     size_t i;
 
     if (act == CVC_ACT_RELU) {
         for (i = 0; i < len; i++) {
-            y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+            y[i] = y[i] < 0.0f ? 0.0f : y[i];
         }
     } else if (act == CVC_ACT_RELU6) {
         for (i = 0; i < len; i++) {
-            float v = y[i] > 0.0f ? y[i] : 0.0f;
-            y[i] = v < 6.0f ? v : 6.0f;
+            float v = y[i] < 0.0f ? 0.0f : y[i];
+            y[i] = v > 6.0f ? 6.0f : v;
         }
     }
 }
@@ -851,6 +852,12 @@ static void add_strided(float *yr, const float *xr, ptrdiff_t off,
     }
 }
 
+/* The larger of a and b, NaN if either is (PyTorch's max pooling). */
+static inline float max_nan(float a, float b)
+{
+    return b > a || b != b ? b : a;
+}
+
 /* yr[ow] = max(yr[ow], xr[ow * stride + off]) for ow in [lo, hi). */
 static void max_strided(float *yr, const float *xr, ptrdiff_t off,
                         size_t stride, size_t lo, size_t hi)
@@ -859,13 +866,11 @@ static void max_strided(float *yr, const float *xr, ptrdiff_t off,
 
     if (stride == 1) {
         for (ow = lo; ow < hi; ow++) {
-            float v = xr[(ptrdiff_t)ow + off];
-            yr[ow] = v > yr[ow] ? v : yr[ow];
+            yr[ow] = max_nan(yr[ow], xr[(ptrdiff_t)ow + off]);
         }
     } else {
         for (ow = lo; ow < hi; ow++) {
-            float v = xr[(ptrdiff_t)(ow * stride) + off];
-            yr[ow] = v > yr[ow] ? v : yr[ow];
+            yr[ow] = max_nan(yr[ow], xr[(ptrdiff_t)(ow * stride) + off]);
         }
     }
 }
@@ -912,7 +917,7 @@ static void pool_plane(const struct cvc_pool *p, const float *x, float *y,
         if (is_max) {
             y[0] = -INFINITY;
             for (ow = 0; ow < len; ow++) {
-                y[0] = x[ow] > y[0] ? x[ow] : y[0];
+                y[0] = max_nan(y[0], x[ow]);
             }
         } else {
             y[0] = sum_run(x, len) * scale;

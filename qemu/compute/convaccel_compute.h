@@ -48,7 +48,8 @@ struct cvc_pool {
 int cvc_conv2d(const struct cvc_conv *p, const float *in, const float *w,
                const float *bias, float *out);
 
-/* Max pooling; padded positions never win (they are -infinity). */
+/* Max pooling; padded positions never win (they are -infinity). A NaN in a
+ * window makes its output NaN, and the activations keep NaN (as PyTorch). */
 int cvc_maxpool2d(const struct cvc_pool *p, const float *in, float *out);
 
 /* Average pooling over kh * kw positions, padded positions counting as 0

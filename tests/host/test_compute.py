@@ -316,6 +316,48 @@ def test_pool_matches_reference(cvc, case: Pool) -> None:
     np.testing.assert_allclose(got, expected, **tolerance(case.k[0] * case.k[1]))
 
 
+# --- NaN ---------------------------------------------------------------------------
+
+NAN_CASES = [
+    ("conv3x3-relu", "conv", dict(pads=(1, 1, 1, 1), activation="relu")),
+    ("conv3x3-relu6", "conv", dict(pads=(1, 1, 1, 1), activation="relu6")),
+    ("conv1x1-relu", "conv1x1", dict(activation="relu")),
+    ("depthwise-relu6", "depthwise", dict(pads=(1, 1, 1, 1), activation="relu6")),
+    ("max-2x2", "max", dict(kernel=(2, 2), stride=(2, 2))),
+    ("max-3x3-pad1-relu", "max", dict(kernel=(3, 3), stride=(1, 1), pads=(1, 1, 1, 1),
+                                      activation="relu")),
+    ("max-global", "max", dict(kernel=(8, 8), stride=(1, 1))),
+    ("avg-2x2-relu6", "avg", dict(kernel=(2, 2), stride=(2, 2), activation="relu6")),
+]
+
+
+@pytest.mark.parametrize("case, kind, kw", NAN_CASES, ids=[c[0] for c in NAN_CASES])
+def test_nan_propagates_like_pytorch(cvc, case, kind, kw) -> None:
+    """A NaN input reaches every output whose window holds it, through every
+    op and activation, as in PyTorch (and numpy's maximum and clip)."""
+    rng = np.random.default_rng(zlib.crc32(case.encode()))
+    x = rand(rng, 1, 4, 8, 8) * 8
+    x[0, 1, 2, 3] = x[0, 2, 5, 5] = x[0, 3, 0, 0] = np.nan
+    if kind in ("max", "avg"):
+        fn = ref.max_pool2d if kind == "max" else ref.avg_pool2d
+        act = kw.pop("activation", None)
+        pads = kw.pop("pads", (0, 0, 0, 0))
+        expected = ref._activate(fn(x, kw["kernel"], kw["stride"], pads), act)
+        got = lib_pool(cvc, kind, x, kw["kernel"], kw["stride"], pads, act)
+        fan_in = kw["kernel"][0] * kw["kernel"][1]
+    else:
+        groups = 4 if kind == "depthwise" else 1
+        k = (1, 1) if kind == "conv1x1" else (3, 3)
+        weight = rand(rng, 4, 4 // groups, *k)
+        expected = ref.conv2d(x, weight, rand(rng, 4) * 0, padding=kw.get("pads", 0),
+                              groups=groups, activation=kw["activation"])
+        got = lib_conv2d(cvc, x, weight, groups=groups, **kw)
+        fan_in = weight[0].size
+    assert np.isnan(expected).any() and not np.isnan(expected).all()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    np.testing.assert_allclose(got, expected, equal_nan=True, **tolerance(fan_in))
+
+
 # --- the oracle itself ----------------------------------------------------------
 
 def naive_conv2d(x, weight, bias, stride, pads, dilation, groups):
