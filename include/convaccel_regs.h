@@ -92,6 +92,7 @@
 					 CONVACCEL_FAULT_DMA_ERROR | \
 					 CONVACCEL_FAULT_LOST_IRQ)
 #define CONVACCEL_REG_FAULT_DELAY_US	0x074		/* added latency per job */
+#define  CONVACCEL_FAULT_DELAY_MAX_US	10000000	/* larger values are clamped */
 #define CONVACCEL_REG_FAULT_ERROR_AFTER	0x078		/* Nth next job fails; 0: off */
 
 /* Job descriptor, at CMD_ADDR (48 bytes, little endian). */

@@ -463,7 +463,7 @@ static bool run_job(ConvAccelState *s, const ConvAccelJob *job, uint32_t gen,
     *d = (ConvAccelDone) { .layer = CONVACCEL_RESULT_LAYER_JOB,
                            .lost_irq = job->faults & CONVACCEL_FAULT_LOST_IRQ };
     if (job->delay_us) {
-        wait_for_reset(s, gen, get_clock() + job->delay_us * SCALE_US);
+        wait_for_reset(s, gen, get_clock() + (int64_t)job->delay_us * SCALE_US);
     }
     if (job->faults & CONVACCEL_FAULT_HANG) {
         trace_convaccel_job_hang(job->addr);
@@ -548,25 +548,19 @@ void *convaccel_worker(void *opaque)
         uint32_t gen;
         bool report;
 
-        if (!s->q_count) {
+        /* the jobs at the head of the queue that are done wait for done_bh */
+        if (s->done_count == s->q_count) {
             qemu_cond_wait(&s->cond, &s->lock);
             continue;
         }
-        job = s->queue[s->q_head];
+        job = s->queue[(s->q_head + s->done_count) % CONVACCEL_QUEUE_DEPTH_VALUE];
         gen = s->generation;
         qemu_mutex_unlock(&s->lock);
 
         report = run_job(s, &job, gen, &done);
 
         qemu_mutex_lock(&s->lock);
-        /* done[] holds what the main loop has not published yet: wait for room */
-        while (report && gen == s->generation && !s->stopping &&
-               s->done_count == CONVACCEL_QUEUE_DEPTH_VALUE) {
-            qemu_cond_wait(&s->cond, &s->lock);
-        }
         if (report && gen == s->generation && !s->stopping) {
-            s->q_head = (s->q_head + 1) % CONVACCEL_QUEUE_DEPTH_VALUE;
-            s->q_count--;
             s->done[s->done_count++] = done;
             qemu_bh_schedule(s->done_bh);
         }

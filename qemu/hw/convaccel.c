@@ -11,6 +11,7 @@
  */
 #include "qemu/osdep.h"
 #include "qapi/error.h"
+#include "qemu/error-report.h"
 #include "qemu/log.h"
 #include "qemu/main-loop.h"
 #include "qemu/module.h"
@@ -57,7 +58,11 @@ static void convaccel_reset_state(ConvAccelState *s)
     convaccel_update_irq(s);
 }
 
-/* Main loop: publish finished jobs to the registers and the IRQ line. */
+/*
+ * Main loop: publish finished jobs to the registers and the IRQ line. A job
+ * leaves the queue only here, so STATUS.BUSY and LEVEL count it until
+ * JOBS_DONE does (both change under the BQL, at once for the guest).
+ */
 static void convaccel_done_bh(void *opaque)
 {
     ConvAccelState *s = opaque;
@@ -68,7 +73,8 @@ static void convaccel_done_bh(void *opaque)
     n = s->done_count;
     memcpy(done, s->done, n * sizeof(done[0]));
     s->done_count = 0;
-    qemu_cond_broadcast(&s->cond);      /* the worker may wait for room */
+    s->q_head = (s->q_head + n) % CONVACCEL_QUEUE_DEPTH_VALUE;
+    s->q_count -= n;
     qemu_mutex_unlock(&s->lock);
 
     for (i = 0; i < n; i++) {
@@ -113,9 +119,6 @@ static void convaccel_doorbell(ConvAccelState *s)
         .delay_us = s->fault_delay_us,
     };
 
-    if (s->fault_error_after && --s->fault_error_after == 0) {
-        job.inject_error = true;
-    }
     qemu_mutex_lock(&s->lock);
     if (s->q_count == CONVACCEL_QUEUE_DEPTH_VALUE) {
         qemu_mutex_unlock(&s->lock);
@@ -124,6 +127,10 @@ static void convaccel_doorbell(ConvAccelState *s)
                       "convaccel: DOORBELL with a full queue: job at 0x%"
                       PRIx64 " dropped\n", job.addr);
         return;
+    }
+    /* only a job that is queued counts down FAULT_ERROR_AFTER */
+    if (s->fault_error_after && --s->fault_error_after == 0) {
+        job.inject_error = true;
     }
     s->queue[(s->q_head + s->q_count) % CONVACCEL_QUEUE_DEPTH_VALUE] = job;
     s->q_count++;
@@ -280,7 +287,11 @@ static void convaccel_write(void *opaque, hwaddr addr, uint64_t val,
         s->fault_ctrl = val & CONVACCEL_FAULT_ALL;
         break;
     case CONVACCEL_REG_FAULT_DELAY_US:
-        s->fault_delay_us = MIN(val, 10 * 1000 * 1000);   /* at most 10 s */
+        if (val > CONVACCEL_FAULT_DELAY_MAX_US) {
+            qemu_log_mask(LOG_GUEST_ERROR, "convaccel: FAULT_DELAY_US %" PRIu64
+                          " above %u: clamped\n", val, CONVACCEL_FAULT_DELAY_MAX_US);
+        }
+        s->fault_delay_us = MIN(val, CONVACCEL_FAULT_DELAY_MAX_US);
         break;
     case CONVACCEL_REG_FAULT_ERROR_AFTER:
         s->fault_error_after = val;
@@ -324,6 +335,11 @@ static void convaccel_realize(DeviceState *dev, Error **errp)
         error_setg(errp, "convaccel: fault-ctrl 0x%x has unknown bits",
                    s->prop_fault_ctrl);
         return;
+    }
+    if (s->prop_fault_delay_us > CONVACCEL_FAULT_DELAY_MAX_US) {
+        warn_report("convaccel: fault-delay-us %u clamped to %u",
+                    s->prop_fault_delay_us, CONVACCEL_FAULT_DELAY_MAX_US);
+        s->prop_fault_delay_us = CONVACCEL_FAULT_DELAY_MAX_US;
     }
     s->as = &address_space_memory;
     memory_region_init_io(&s->mmio, OBJECT(s), &convaccel_ops, s,

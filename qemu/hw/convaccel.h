@@ -56,9 +56,10 @@ struct ConvAccelState {
     QemuCond cond;
     ConvAccelJob queue[CONVACCEL_QUEUE_DEPTH_VALUE];
     uint32_t q_head;
-    uint32_t q_count;       /* queued jobs, the running one included */
+    uint32_t q_count;       /* queued jobs, the running one included, until
+                             * done_bh publishes them */
     ConvAccelDone done[CONVACCEL_QUEUE_DEPTH_VALUE];
-    uint32_t done_count;    /* finished, not yet published by done_bh */
+    uint32_t done_count;    /* the first done_count queued jobs are finished */
     uint32_t generation;    /* bumped by reset: older work is discarded */
     bool stopping;
     QemuThread thread;

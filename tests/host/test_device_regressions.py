@@ -1,0 +1,122 @@
+"""Regression tests for device-model defects (issue #10, items 13-19), driven
+raw over qtest: each failed on the device model before its fix."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from conftest import ensure_built
+from qtest import QTest
+from rawdevice import DATA_AREA, JOB_AREA, R, RAM, RAM_MB, job_bytes, layer_bytes, queue_hung_job, reg
+
+BUSY = R["CONVACCEL_STATUS_BUSY"]
+
+
+def reset(q: QTest) -> None:
+    q.writel(reg("CTRL"), R["CONVACCEL_CTRL_RESET"])
+    for name in ("FAULT_CTRL", "FAULT_DELAY_US", "FAULT_ERROR_AFTER"):
+        q.writel(reg(name), 0)
+
+
+def wait_jobs_done(q: QTest, count: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while q.readl(reg("JOBS_DONE")) < count:
+        assert time.monotonic() < deadline, f"JOBS_DONE never reached {count}"
+        time.sleep(0.005)
+
+
+@pytest.fixture(scope="module")
+def qtest():
+    ensure_built()
+    q = QTest(memory_mb=RAM_MB)
+    yield q
+    assert q.close() is None, f"QEMU exited by itself: {q.log.read_text()[-2000:]}"
+
+
+@pytest.fixture
+def q(qtest):
+    reset(qtest)
+    yield qtest
+    reset(qtest)
+
+
+# --- 16: FAULT_DELAY_US -------------------------------------------------------------
+
+def test_fault_delay_above_4_29_s_does_not_wrap(q):
+    """The delay in ns was computed in 32 bits: 5 s became 0.7 s."""
+    q.writel(reg("FAULT_DELAY_US"), 5_000_000)
+    q.writel(reg("CMD_ADDR_LO"), 0)                 # not RAM: fails at once, after the delay
+    q.writel(reg("CMD_ADDR_HI"), 0)
+    q.writel(reg("DOORBELL"), 1)
+    time.sleep(1.5)
+    assert q.readl(reg("STATUS")) & BUSY, "a 5 s delay ended within 1.5 s"
+    assert q.readl(reg("JOBS_DONE")) == 0
+
+
+def test_fault_delay_register_and_property_are_clamped():
+    ensure_built()
+    limit = R["CONVACCEL_FAULT_DELAY_MAX_US"]
+    q = QTest(memory_mb=RAM_MB, extra=["-global", f"convaccel.fault-delay-us={limit * 4}"])
+    try:
+        assert q.readl(reg("FAULT_DELAY_US")) == limit
+        q.writel(reg("FAULT_DELAY_US"), 0xFFFFFFFF)
+        assert q.readl(reg("FAULT_DELAY_US")) == limit
+    finally:
+        assert q.close() is None
+
+
+# --- 19: a dropped doorbell -----------------------------------------------------------
+
+def test_dropped_doorbell_does_not_count_down_fault_error_after(q):
+    queue_hung_job(q, doorbells=R["CONVACCEL_QUEUE_DEPTH_VALUE"])
+    assert q.readl(reg("STATUS")) & R["CONVACCEL_STATUS_QUEUE_FULL"]
+    q.writel(reg("FAULT_ERROR_AFTER"), 2)
+    q.writel(reg("DOORBELL"), 1)                    # dropped: the queue is full
+    assert q.readl(reg("STATUS")) & R["CONVACCEL_STATUS_OVERFLOW"]
+    assert q.readl(reg("FAULT_ERROR_AFTER")) == 2
+
+
+# --- 17: STATUS.BUSY and the completion -------------------------------------------------
+
+def test_busy_clears_only_once_the_completion_is_published(q):
+    """STATUS.BUSY = 0 must mean JOBS_DONE already counts the job. Commands sent
+    in one batch run back to back in QEMU, with no main-loop work between
+    them: the worker finishes a failing job at once, so reads in the same
+    batch see the window where the job is finished but not yet published."""
+    q.writel(reg("CMD_ADDR_LO"), 0)                 # not RAM: the job fails at once
+    q.writel(reg("CMD_ADDR_HI"), 0)
+    for done in range(1, 21):
+        reads = [f"readl {reg('STATUS'):#x}", f"readl {reg('JOBS_DONE'):#x}"] * 200
+        replies = q.pipeline([f"writel {reg('DOORBELL'):#x} 0x1"] + reads)[1:]
+        values = [int(r.split()[1], 16) for r in replies]
+        for status, jobs_done in zip(values[::2], values[1::2]):
+            assert status & BUSY or jobs_done == done, \
+                f"STATUS {status:#x} (not busy) while JOBS_DONE is still {jobs_done}"
+        wait_jobs_done(q, done)
+
+
+# --- 18: NaN through the device ------------------------------------------------------------
+
+@pytest.mark.parametrize("op, act", [("MAXPOOL", 1), ("MAXPOOL", 2), ("CONV", 1), ("AVGPOOL", 2)])
+def test_nan_propagates_through_the_device(q, op, act):
+    x = np.arange(16, dtype=np.float32).reshape(1, 1, 4, 4) - 8
+    x[0, 0, 0, 1] = np.nan
+    pool = op != "CONV"
+    fields = dict(op=R[f"CONVACCEL_LAYER_OP_{op}"], flags=act << 8, n=1, c_in=1, h_in=4,
+                  w_in=4, c_out=1, h_out=2, w_out=2, groups=1, kh=2, kw=2, stride_h=2,
+                  stride_w=2, dil_h=1, dil_w=1, input=DATA_AREA, output=DATA_AREA + 0x2000)
+    if not pool:
+        fields["weight"] = DATA_AREA + 0x1000
+        q.write(DATA_AREA + 0x1000, np.ones(4, np.float32).tobytes())
+    q.write(DATA_AREA, x.tobytes())
+    q.write(JOB_AREA + 0x1000, bytes(layer_bytes(fields)))
+    q.write(JOB_AREA, bytes(job_bytes(JOB_AREA + 0x1000, 1, JOB_AREA + 0x800, 3)))
+    q.writel(reg("CMD_ADDR_LO"), JOB_AREA)
+    q.writel(reg("CMD_ADDR_HI"), 0)
+    q.writel(reg("DOORBELL"), 1)
+    wait_jobs_done(q, 1)
+    assert q.readl(reg("LAST_STATUS")) == 0
+    y = np.frombuffer(q.read(DATA_AREA + 0x2000, 16), np.float32)
+    assert np.isnan(y[0]) and not np.isnan(y[1:]).any(), y
