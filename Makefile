@@ -4,6 +4,12 @@ SHELL := /bin/bash
 BOARD := python3 scripts/board.py
 PYTEST_ARGS ?=
 ACCELS ?= 1
+# The guest kernel: 6.1 (Debian bookworm's, the default), 6.12 (Debian's 6.12
+# for bookworm), debug (built from source with KASAN, lockdep, UBSAN,
+# kmemleak...: guest/debug-kernel.sh). make stress uses debug unless given.
+KERNEL ?= 6.1
+export PYACCEL_KERNEL := $(KERNEL)
+STRESS_KERNEL := $(if $(filter command line environment,$(origin KERNEL)),$(KERNEL),debug)
 
 .PHONY: help setup artifacts qemu module dtb test test-host demo run lint clean bench-device bench study stress
 
@@ -11,6 +17,7 @@ help:
 	@echo "make demo       build everything, boot the board, show the accelerator"
 	@echo "make test       host tests + the in-guest suite on the emulated board"
 	@echo "make run        interactive guest shell (CMD='...' runs one command)"
+	@echo "                KERNEL=6.12 or KERNEL=debug: another guest kernel (default 6.1)"
 	@echo "make artifacts  build QEMU, kernel module, guest image and device trees"
 	@echo "make bench-device  the device's compute kernels vs PyTorch on the host"
 	@echo "make bench      the device vs the guest CPU and host PyTorch: ratios, overhead, scaling"
@@ -28,7 +35,7 @@ qemu: setup
 	@qemu/build.sh
 
 module: setup
-	@kernel/build.sh "$$(guest/kernel.sh)"
+	@. scripts/lib.sh && kernel/build.sh "$$(kernel_fetch)" "$$(kernel_boot_dir)/kernel"
 
 dtb: artifacts
 	@$(BOARD) dtb --accels $(ACCELS)
@@ -45,9 +52,10 @@ run: artifacts
 lint:
 	@kernel/lint.sh
 
-stress: artifacts
+stress: setup
+	@PYACCEL_KERNEL=$(STRESS_KERNEL) scripts/build-all.sh
 	@QEMU_ASAN=1 qemu/build.sh
-	@py=$$(scripts/venv.sh) && $$py tests/stress/stress.py
+	@py=$$(scripts/venv.sh) && $$py tests/stress/stress.py --kernel $(STRESS_KERNEL)
 
 bench-device: setup
 	@qemu/compute/build.sh

@@ -2,16 +2,44 @@
 # Build the guest's initramfs (uncompressed cpio: it boots fastest) from
 # Debian's arm64 packages, without running anything arm64 (mmdebstrap's
 # extract variant, so no binfmt is needed). Prints the cpio's path.
-# The kernel folder (from guest/kernel.sh) provides the modules for 9p.
+# The kernel folder (from guest/kernel.sh or guest/debug-kernel.sh)
+# provides the modules for 9p: those the kernel has as modules are copied
+# (decompressed) with their load order in /lib/modules/<kver>/pyaccel-modules;
+# built-in ones (the debug kernel) and ones that version lacks are skipped.
 set -euo pipefail
 . "$(dirname "$0")/../scripts/lib.sh"
 
 kdir=${1:?usage: rootfs.sh KERNEL_DIR}
 PACKAGES=busybox,python3,python3-numpy,python3-cffi,python3-pyudev,python3-pytest,python3-hypothesis
-# The 9p share over virtio-mmio, in load order.
-MODULES="drivers/virtio/virtio_mmio fs/netfs/netfs fs/fscache/fscache net/9p/9pnet net/9p/9pnet_virtio fs/9p/9p"
+# The 9p share over virtio-mmio, in load order. fscache is its own module
+# up to 6.7 only (then part of netfs); the others must be there, as modules
+# or built in.
+MODULES="virtio_mmio netfs fscache 9pnet 9pnet_virtio 9p"
+REQUIRED="virtio_mmio 9pnet 9pnet_virtio 9p"
 
-key=$(cd "$TOP" && { hash_inputs guest/rootfs.sh guest/init; cat "$kdir/kver"; } | sha256sum | cut -c1-16)
+kver=$(cat "$kdir/kver")
+kmods=$kdir/root/lib/modules/$kver
+# Which of MODULES this kernel has as a module file (path), built in, or not.
+selected=() sums=()
+for m in $MODULES; do
+	rel=$(grep -E "(^|/)$m\.ko$" "$kmods/modules.order" 2>/dev/null | head -n 1 || true)
+	f=
+	if [ -n "$rel" ]; then
+		for c in "$kmods/$rel" "$kmods/$rel.xz" "$kmods/$rel.gz" "$kmods/$rel.zst"; do
+			[ -f "$c" ] && { f=$c; break; }
+		done
+		[ -n "$f" ] || die "kernel module $rel listed in $kmods/modules.order but missing"
+		selected+=("$m:$f")
+		sums+=("$m $(sha256sum <"$f" | cut -c1-16)")
+	elif grep -qE "(^|/)$m\.ko$" "$kmods/modules.builtin" 2>/dev/null; then
+		sums+=("$m built-in")
+	elif [[ " $REQUIRED " == *" $m "* ]]; then
+		die "kernel $kver has no $m (neither a module nor built in): the 9p shares need it"
+	fi
+done
+
+key=$(cd "$TOP" && { hash_inputs guest/rootfs.sh guest/init; echo "$kver"; printf '%s\n' "${sums[@]}"; } |
+	sha256sum | cut -c1-16)
 out=$PYACCEL_CACHE/rootfs-$key.cpio
 if [ -f "$out" ]; then
 	printf '%s\n' "$out"
@@ -50,13 +78,20 @@ mkdir -p "$root/root" "$root/proc" "$root/sys" "$root/dev" "$root/tmp" "$root/ru
 # Drop what a test guest never needs.
 rm -rf "$root"/usr/share/{doc,man,info,locale} "$root"/var/cache/apt "$root"/var/lib/apt/lists
 
-kver=$(cat "$kdir/kver")
 mdir=$root/lib/modules/$kver
 mkdir -p "$mdir"
-for m in $MODULES; do
-	cp "$kdir/root/lib/modules/$kver/kernel/$m.ko" "$mdir/" ||
-		die "kernel module $m.ko missing from $kdir"
+: >"$mdir/pyaccel-modules"
+for sel in "${selected[@]}"; do
+	m=${sel%%:*} f=${sel#*:}
+	case "$f" in
+	*.xz) xz -dc "$f" ;;
+	*.gz) gzip -dc "$f" ;;
+	*.zst) zstd -qdc "$f" ;;
+	*) cat "$f" ;;
+	esac >"$mdir/$m.ko" || die "cannot copy kernel module $f"
+	echo "$m" >>"$mdir/pyaccel-modules"
 done
+cp "$kmods/modules.builtin" "$mdir/" 2>/dev/null || true
 install -m 0755 "$TOP/guest/init" "$root/init"
 
 (cd "$root" && find . -print0 | LC_ALL=C sort -z |

@@ -6,7 +6,10 @@ load, life cycle, isolation), fuzzes the device model from the host over
 qtest, prints one table, writes tests/stress/results.json, and exits 1 if
 any must-be-zero figure is not zero.
 
-    stress.py [--short]      --short: the quick version make test runs
+    stress.py [--short] [--kernel K]
+        --short: the quick version make test runs
+        --kernel: the guest kernel (scripts/board.py: 6.1, 6.12, debug);
+                  default $PYACCEL_KERNEL, else 6.1. make stress gives debug.
 
 The full version fuzzes the AddressSanitizer build of QEMU when it exists
 (make stress builds it: QEMU_ASAN=1 qemu/build.sh).
@@ -83,6 +86,7 @@ ROWS = [
     ("lifecycle", "buffers_leaked", True), ("lifecycle", "warnings", True),
     ("isolation", "node_mode", False), ("isolation", "breaches", True),
     ("isolation", "kernel_address_leaks", True),
+    ("board", "kernel", False),
     ("board", "kernel_warnings", True), ("board", "boot_problems", True),
 ]
 
@@ -107,7 +111,7 @@ def table(results: dict) -> tuple[str, list[str]]:
     return "\n".join(lines), bad
 
 
-def run(short: bool) -> tuple[dict, str, list[str]]:
+def run(short: bool, kernel: str | None = None) -> tuple[dict, str, list[str]]:
     p = QUICK if short else FULL
     out = TOP / "build" / "test-runs" / ("stress-short" if short else "stress")
     out.mkdir(parents=True, exist_ok=True)
@@ -115,10 +119,11 @@ def run(short: bool) -> tuple[dict, str, list[str]]:
     cmd = (f"python3 tests/stress/guest_stress.py /out/stress.json --calls {p['calls']} "
            f"--seconds {p['seconds']} --processes {p['processes']} --rounds {p['rounds']} "
            f"--cycles {p['cycles']}")
-    r = board.run(cmd, out_dir=out, timeout=3600)
+    r = board.run(cmd, out_dir=out, timeout=3600, kernel=kernel)
     results = json.loads((out / "stress.json").read_text()) if (out / "stress.json").exists() \
         else {}
-    results["board"] = {"kernel_warnings": results.pop("kernel_warnings", "missing"),
+    results["board"] = {"kernel": r.kernel,
+                        "kernel_warnings": results.pop("kernel_warnings", "missing"),
                         "boot_problems": len(r.problems) + (r.status != 0)}
     if r.problems or r.status:
         print("\n".join(r.problems) + f"\nguest status {r.status}; console: {out}/console.log",
@@ -132,8 +137,9 @@ def run(short: bool) -> tuple[dict, str, list[str]]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--short", action="store_true")
+    ap.add_argument("--kernel", choices=board.KERNELS)
     args = ap.parse_args()
-    results, text, bad = run(args.short)
+    results, text, bad = run(args.short, args.kernel)
     (TOP / "tests" / "stress" / ("results-short.json" if args.short else "results.json")
      ).write_text(json.dumps(results, indent=1) + "\n")
     print(text)
