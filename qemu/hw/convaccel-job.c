@@ -4,9 +4,10 @@
  * A job is checked whole before any layer runs: every descriptor field and
  * every address range, so a bad job touches no memory. Then each layer's
  * tensors are read from guest RAM, computed on the host by the compute
- * library, and the output written back. Writes to guest memory happen under
- * the device lock and only while the job's generation is current, so a
- * reset stops a job's writes at once.
+ * library, and the output written back. No lock is held across guest-memory
+ * access: writes go in chunks, each only while the job's generation is
+ * current, and a reset waits for a chunk in flight (see dma_write), so it
+ * stops a job's writes at once.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -84,8 +85,10 @@ static bool dma_range_ok(ConvAccelState *s, uint64_t addr, uint64_t len,
                                                    is_write,
                                                    MEMTXATTRS_UNSPECIFIED);
 
-        if (!memory_region_is_ram(mr) || memory_region_is_romd(mr) ||
-            (is_write && mr->readonly) || plen == 0) {
+        /* direct RAM only: the worker never needs the BQL to access it */
+        if (!memory_region_is_ram(mr) || memory_region_is_ram_device(mr) ||
+            memory_region_is_romd(mr) || (is_write && mr->readonly) ||
+            plen == 0) {
             return false;
         }
         addr += plen;
@@ -101,19 +104,51 @@ static bool dma_read(ConvAccelState *s, uint64_t addr, void *buf, uint64_t len)
                               len) == MEMTX_OK;
 }
 
-/* Write to guest RAM unless a reset has happened since generation gen. */
+/* Guest-memory writes go in chunks of this, checking for a reset between. */
+#define DMA_CHUNK (1 << 20)
+
+/*
+ * Write to guest RAM unless a reset has happened since generation gen. The
+ * lock is not held across the write (vCPUs reading STATUS would wait behind
+ * it); a reset waits for the chunk in flight (dma_writers), so nothing is
+ * written after it returns.
+ */
 static bool dma_write(ConvAccelState *s, uint32_t gen, uint64_t addr,
                       const void *buf, uint64_t len)
 {
-    bool ok = false;
+    const uint8_t *p = buf;
 
-    qemu_mutex_lock(&s->lock);
-    if (gen == s->generation && dma_range_ok(s, addr, len, true)) {
-        ok = address_space_write(s->as, addr, MEMTXATTRS_UNSPECIFIED, buf,
-                                 len) == MEMTX_OK;
+    if (!dma_range_ok(s, addr, len, true)) {
+        return false;
     }
-    qemu_mutex_unlock(&s->lock);
-    return ok;
+    while (len) {
+        uint64_t n = MIN(len, DMA_CHUNK);
+        bool ok;
+
+        qemu_mutex_lock(&s->lock);
+        if (gen != s->generation) {
+            qemu_mutex_unlock(&s->lock);
+            return false;
+        }
+        s->dma_writers++;
+        qemu_mutex_unlock(&s->lock);
+
+        ok = address_space_write(s->as, addr, MEMTXATTRS_UNSPECIFIED, p, n) ==
+             MEMTX_OK;
+
+        qemu_mutex_lock(&s->lock);
+        if (--s->dma_writers == 0) {
+            qemu_cond_broadcast(&s->cond);
+        }
+        qemu_mutex_unlock(&s->lock);
+        if (!ok) {
+            return false;
+        }
+        addr += n;
+        p += n;
+        len -= n;
+    }
+    return true;
 }
 
 static void parse_layer(const uint8_t *d, Layer *l)
@@ -302,8 +337,8 @@ static uint64_t model_cycles(const Layer *l)
 /*
  * A tensor the device reads: guest RAM mapped in place when it is one
  * contiguous host range (no copy), else a copy. Outputs are never mapped:
- * they go through a bounce buffer written under the lock (see dma_write),
- * so a reset stops a job's writes at once.
+ * they go through a bounce buffer written by dma_write, so a reset stops a
+ * job's writes at once.
  */
 typedef struct DmaView {
     float *ptr;

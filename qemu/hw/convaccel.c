@@ -40,6 +40,10 @@ static void convaccel_reset_state(ConvAccelState *s)
     s->q_count = 0;
     s->done_count = 0;
     qemu_cond_broadcast(&s->cond);
+    /* a write chunk in flight ends soon (direct RAM, no BQL needed): wait */
+    while (s->dma_writers) {
+        qemu_cond_wait(&s->cond, &s->lock);
+    }
     qemu_mutex_unlock(&s->lock);
 
     s->scratch = 0;

@@ -61,6 +61,7 @@ struct ConvAccelState {
     ConvAccelDone done[CONVACCEL_QUEUE_DEPTH_VALUE];
     uint32_t done_count;    /* the first done_count queued jobs are finished */
     uint32_t generation;    /* bumped by reset: older work is discarded */
+    uint32_t dma_writers;   /* guest-memory write chunks in flight */
     bool stopping;
     QemuThread thread;
     QEMUBH *done_bh;

@@ -97,6 +97,45 @@ def test_busy_clears_only_once_the_completion_is_published(q):
         wait_jobs_done(q, done)
 
 
+# --- 15: no device lock across guest-memory writes ---------------------------------------
+
+def big_pool_job(q: QTest, base: int, mb: int, tag: int = 1) -> None:
+    """A 1x1 max pooling of an mb MiB tensor (zeros) at base to base + mb MiB:
+    trivial compute, a large output write."""
+    c, h, w = mb // 4, 1024, 256
+    layer = layer_bytes(dict(op=R["CONVACCEL_LAYER_OP_MAXPOOL"], n=1, c_in=c, h_in=h, w_in=w,
+                             c_out=c, h_out=h, w_out=w, groups=1, kh=1, kw=1, stride_h=1,
+                             stride_w=1, dil_h=1, dil_w=1, input=base,
+                             output=base + (mb << 20)))
+    q.write(JOB_AREA + 0x1000, bytes(layer))
+    q.write(JOB_AREA, bytes(job_bytes(JOB_AREA + 0x1000, 1, JOB_AREA + 0x800, tag)))
+    q.writel(reg("CMD_ADDR_LO"), JOB_AREA)
+    q.writel(reg("CMD_ADDR_HI"), 0)
+
+
+def test_status_reads_do_not_wait_for_a_large_output_write():
+    """The output write (here 512 MiB, a few hundred ms) ran under the device
+    lock, which every STATUS read takes: vCPUs stalled behind it."""
+    ensure_built()
+    q = QTest(memory_mb=1100)
+    try:
+        big_pool_job(q, RAM + (16 << 20), 512)
+        q.writel(reg("DOORBELL"), 1)
+        worst, start = 0.0, time.monotonic()
+        while True:
+            t0 = time.monotonic()
+            status = q.readl(reg("STATUS"))
+            worst = max(worst, time.monotonic() - t0)
+            if not status & BUSY:
+                break
+            assert t0 - start < 60, "the job never finished"
+        took = time.monotonic() - start
+        assert q.readl(reg("LAST_STATUS")) == 0
+        assert worst < 0.05, f"a STATUS read took {worst * 1000:.0f} ms (job: {took * 1000:.0f} ms)"
+    finally:
+        assert q.close() is None
+
+
 # --- 18: NaN through the device ------------------------------------------------------------
 
 @pytest.mark.parametrize("op, act", [("MAXPOOL", 1), ("MAXPOOL", 2), ("CONV", 1), ("AVGPOOL", 2)])
