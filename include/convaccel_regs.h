@@ -82,6 +82,8 @@
 #define  CONVACCEL_MAX_LAYERS_VALUE	1024	/* layers in one job */
 #define CONVACCEL_REG_MAX_TENSOR_MB	0x064
 #define  CONVACCEL_MAX_TENSOR_MB_VALUE	1024	/* bytes of any one tensor, in MiB */
+#define CONVACCEL_REG_MAX_JOB_GMACS	0x068
+#define  CONVACCEL_MAX_JOB_GMACS_VALUE	1024	/* work of one job, in 2^30 MACs */
 
 /* Fault injection (read/write; reset values come from QOM properties). */
 #define CONVACCEL_REG_FAULT_CTRL	0x070
@@ -176,7 +178,7 @@
 #define CONVACCEL_ERR_KERNEL		6	/* kernel, stride or dilation out of range */
 #define CONVACCEL_ERR_PAD		7	/* padding out of range */
 #define CONVACCEL_ERR_GROUPS		8	/* groups do not divide the channels */
-#define CONVACCEL_ERR_TOO_LARGE		9	/* a tensor exceeds MAX_TENSOR_MB */
+#define CONVACCEL_ERR_TOO_LARGE		9	/* a tensor, work or memory above a limit */
 #define CONVACCEL_ERR_DMA		10	/* an address range is not guest RAM */
 #define CONVACCEL_ERR_INJECTED		11	/* fault injection (FAULT_ERROR_AFTER) */
 #define CONVACCEL_ERR_NO_MEMORY		12	/* the device ran out of buffer memory */

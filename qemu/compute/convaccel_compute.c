@@ -22,8 +22,8 @@
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
-#if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
-#define _POSIX_C_SOURCE 200809L
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE     /* sched_getaffinity, CPU_COUNT */
 #endif
 
 #include <limits.h>
@@ -55,9 +55,13 @@
 /* How long idle workers and waiting callers poll before they sleep. */
 #define CVC_SPIN_NS 200000
 
-/* Budget for one im2col band (4 MiB measured as good as larger ones);
- * bands are whole output rows, at least one. */
-#define CVC_COL_BYTES (4u << 20)
+/*
+ * CVC_COL_BYTES (header) bounds one im2col tile (4 MiB measured as good as
+ * larger ones): a range of output positions times all of the kernel's
+ * c_in/groups * kh * kw rows, or, when even CVC_MIN_TILE_COLS positions
+ * would not fit, a slice of those rows, accumulated into the output.
+ */
+#define CVC_MIN_TILE_COLS 16
 
 /* Function clones for newer x86_64 (AVX2, AVX-512), picked at load time. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
@@ -67,7 +71,7 @@
 #define CVC_TARGET_CLONES
 #endif
 
-static atomic_int cvc_threads; /* 0: all online cores */
+static atomic_int cvc_threads; /* 0: as many as the process may run on */
 
 static size_t min_size(size_t a, size_t b)
 {
@@ -87,20 +91,70 @@ static float *alloc_floats(size_t count)
                                             : malloc(count * sizeof(float));
 }
 
-static size_t cvc_nthreads(void)
+/* CPUs this thread may run on (its affinity mask), else the online ones. */
+static size_t cvc_usable_cpus(void)
+{
+    cpu_set_t set;
+    long cores;
+
+    if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0) {
+        return (size_t)CPU_COUNT(&set);
+    }
+    cores = sysconf(_SC_NPROCESSORS_ONLN);
+    return cores > 0 ? (size_t)cores : 1;
+}
+
+int cvc_default_threads(void)
 {
     int n = atomic_load_explicit(&cvc_threads, memory_order_relaxed);
 
-    if (n <= 0) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        n = cores > 0 ? (int)min_size((size_t)cores, CVC_MAX_THREADS) : 1;
-    }
-    return min_size((size_t)n, CVC_MAX_THREADS);
+    return (int)min_size(n > 0 ? (size_t)n : cvc_usable_cpus(), CVC_MAX_THREADS);
 }
 
 void cvc_set_threads(int n)
 {
     atomic_store_explicit(&cvc_threads, n > 0 ? n : 0, memory_order_relaxed);
+}
+
+/*
+ * One call's run: its thread count, and its cancellation (polled between
+ * tiles by every thread of the call; once seen, sticky).
+ */
+struct cvc_run {
+    size_t threads;
+    const struct cvc_ctl *ctl;
+    atomic_int stop;
+};
+
+static void run_init(struct cvc_run *run, const struct cvc_ctl *ctl)
+{
+    run->threads = ctl && ctl->threads ? min_size(ctl->threads, CVC_MAX_THREADS)
+                                       : (size_t)cvc_default_threads();
+    run->ctl = ctl && ctl->cancelled ? ctl : NULL;
+    atomic_init(&run->stop, 0);
+}
+
+static bool run_stopped(struct cvc_run *run)
+{
+    if (atomic_load_explicit(&run->stop, memory_order_relaxed)) {
+        return true;
+    }
+    if (run->ctl && run->ctl->cancelled(run->ctl->opaque)) {
+        atomic_store(&run->stop, 1);
+        return true;
+    }
+    return false;
+}
+
+static int run_status(struct cvc_run *run)
+{
+    return atomic_load(&run->stop) ? CVC_CANCELLED : CVC_OK;
+}
+
+/* Items of item_work each that make one tile of at most CVC_TILE_WORK. */
+static size_t tile_items(size_t item_work)
+{
+    return item_work >= CVC_TILE_WORK ? 1 : CVC_TILE_WORK / (item_work ? item_work : 1);
 }
 
 /* ------------------------------------------------------------------------
@@ -263,12 +317,12 @@ static struct cvc_task *cvc_take_own(struct cvc_batch *batch)
  * thread; item_work estimates the work of one item, to decide how many
  * threads pay. The calling thread takes part. This never fails.
  */
-static void cvc_parallel(cvc_range_fn *fn, void *ctx, size_t count,
-                         size_t item_work)
+static void cvc_parallel(struct cvc_run *run, cvc_range_fn *fn, void *ctx,
+                         size_t count, size_t item_work)
 {
     struct cvc_task task[CVC_MAX_THREADS];
     struct cvc_batch batch;
-    size_t nt = min_size(cvc_nthreads(), count);
+    size_t nt = min_size(run->threads, count);
     size_t i;
 
     nt = min_size(nt, mul_sat(count, item_work) / CVC_MIN_WORK_PER_THREAD);
@@ -395,13 +449,49 @@ static void epilogue(float *y, size_t rows, size_t cols, size_t ld,
 struct im2col_job {
     const struct cvc_conv *p;
     const float *x;     /* first input channel of the group, one image */
-    float *col;         /* [cin_g * kh * kw][nrows * w_out] */
-    size_t oh0, nrows;  /* the band of output rows */
+    float *col;         /* [rows of the tile][q1 - q0] */
+    size_t r0;          /* the tile's first im2col row */
+    size_t q0, q1;      /* its output positions, flat: oh * w_out + ow */
 };
+
+/*
+ * Columns [a, b) of output row oh of im2col row (ki, tap offset off, valid
+ * output columns [lo, hi)) into d[0 .. b - a).
+ */
+static void im2col_part(const struct cvc_conv *p, const float *xc, size_t ki,
+                        ptrdiff_t off, size_t lo, size_t hi, size_t oh,
+                        size_t a, size_t b, float *d)
+{
+    ptrdiff_t ih = tap_row(oh, ki, p->stride_h, p->dil_h, p->pad_top, p->h_in);
+    size_t l = lo < a ? a : lo > b ? b : lo;
+    size_t h = hi < l ? l : hi > b ? b : hi;
+    const float *src;
+    size_t ow;
+
+    if (ih < 0 || l >= h) {
+        memset(d, 0, (b - a) * sizeof(float));
+        return;
+    }
+    src = xc + (size_t)ih * p->w_in;
+    memset(d, 0, (l - a) * sizeof(float));
+    if (p->stride_w == 1) {
+        memcpy(d + (l - a), src + l + off, (h - l) * sizeof(float));
+    } else if (p->stride_w == 2) {
+        for (ow = l; ow < h; ow++) {
+            d[ow - a] = src[(ptrdiff_t)(2 * ow) + off];
+        }
+    } else {
+        for (ow = l; ow < h; ow++) {
+            d[ow - a] = src[(ptrdiff_t)(ow * p->stride_w) + off];
+        }
+    }
+    memset(d + (h - a), 0, (b - h) * sizeof(float));
+}
 
 /*
  * One im2col row per (c, ki, kj), in the weights' order, so that
  * col row r pairs with weight column r: r = (c * kh + ki) * kw + kj.
+ * Items are the tile's rows, r - r0.
  */
 CVC_TARGET_CLONES
 static void im2col_rows(void *opaque, size_t begin, size_t end)
@@ -410,95 +500,97 @@ static void im2col_rows(void *opaque, size_t begin, size_t end)
     const struct cvc_conv *p = j->p;
     size_t taps = (size_t)p->kh * p->kw;
     size_t plane = (size_t)p->h_in * p->w_in;
-    size_t cols = j->nrows * p->w_out;
-    size_t r, oh;
+    size_t cols = j->q1 - j->q0;
+    size_t i, q;
 
-    for (r = begin; r < end; r++) {
+    for (i = begin; i < end; i++) {
+        size_t r = j->r0 + i;
         size_t c = r / taps, ki = r % taps / p->kw, kj = r % p->kw;
         ptrdiff_t off = (ptrdiff_t)(kj * p->dil_w) - (ptrdiff_t)p->pad_left;
         const float *xc = j->x + c * plane;
-        float *dst = j->col + r * cols;
-        size_t lo, hi, ow;
+        float *dst = j->col + i * cols;
+        size_t lo, hi;
 
         tap_range(off, p->stride_w, p->w_in, p->w_out, &lo, &hi);
-        for (oh = j->oh0; oh < j->oh0 + j->nrows; oh++) {
-            ptrdiff_t ih = tap_row(oh, ki, p->stride_h, p->dil_h,
-                                   p->pad_top, p->h_in);
-            float *d = dst + (oh - j->oh0) * p->w_out;
-            const float *src;
+        for (q = j->q0; q < j->q1;) {
+            size_t oh = q / p->w_out, a = q % p->w_out;
+            size_t b = min_size(p->w_out, a + (j->q1 - q));
 
-            if (ih < 0 || lo >= hi) {
-                memset(d, 0, p->w_out * sizeof(float));
-                continue;
-            }
-            src = xc + (size_t)ih * p->w_in;
-            memset(d, 0, lo * sizeof(float));
-            if (p->stride_w == 1) {
-                memcpy(d + lo, src + lo + off, (hi - lo) * sizeof(float));
-            } else if (p->stride_w == 2) {
-                for (ow = lo; ow < hi; ow++) {
-                    d[ow] = src[(ptrdiff_t)(2 * ow) + off];
-                }
-            } else {
-                for (ow = lo; ow < hi; ow++) {
-                    d[ow] = src[(ptrdiff_t)(ow * p->stride_w) + off];
-                }
-            }
-            memset(d + hi, 0, (p->w_out - hi) * sizeof(float));
+            im2col_part(p, xc, ki, off, lo, hi, oh, a, b, dst + (q - j->q0));
+            q += b - a;
         }
     }
 }
 
 /*
- * C[m][n] = A[m][k] * B[k][n], all row-major with row pitches k, ldb, ldc.
- * OpenBLAS runs single-threaded here: cvc_gemm splits the work itself.
+ * C[m][n] = A[m][k] * B[k][n] (+ C if accumulate), all row-major with row
+ * pitches lda, ldb, ldc. OpenBLAS runs single-threaded here: cvc_gemm splits
+ * the work itself.
  */
-static void sgemm(size_t m, size_t n, size_t k, const float *a,
-                  const float *b, size_t ldb, float *c, size_t ldc)
+static void sgemm(size_t m, size_t n, size_t k, const float *a, size_t lda,
+                  const float *b, size_t ldb, float *c, size_t ldc,
+                  bool accumulate)
 {
+    float beta = accumulate ? 1.0f : 0.0f;
+
     if (n == 1) {
         cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)m, (int)k, 1.0f,
-                    a, (int)k, b, (int)ldb, 0.0f, c, (int)ldc);
+                    a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
         return;
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
-                (int)m, (int)n, (int)k, 1.0f, a, (int)k, b, (int)ldb,
-                0.0f, c, (int)ldc);
+                (int)m, (int)n, (int)k, 1.0f, a, (int)lda, b, (int)ldb,
+                beta, c, (int)ldc);
 }
 
 /* Output columns per work item when the columns are split across threads. */
 #define GEMM_COLS 16
 
-/* C = act(A * B + bias), bias per row of C; see cvc_gemm(). */
+/* C (+)= A * B, then act(C + bias) with bias per row of C; see cvc_gemm(). */
 struct gemm_job {
+    struct cvc_run *run;
     size_t m, n, k;
     const float *a, *b;
-    size_t ldb;
+    size_t lda, ldb;
     float *c;
     size_t ldc;
+    bool accumulate;    /* add to C (a later slice of k) */
+    bool epilogue;      /* the last slice of k: bias and activation */
     const float *bias;
     unsigned act;
     bool split_rows;
 };
 
-/* Items [begin, end): rows of C, or GEMM_COLS-column slices of C. */
+/*
+ * Items [begin, end): rows of C, or GEMM_COLS-column slices of C, done a
+ * tile of about CVC_TILE_WORK at a time, polling for cancellation between.
+ */
 static void gemm_part(void *opaque, size_t begin, size_t end)
 {
     const struct gemm_job *g = opaque;
+    size_t step = tile_items(g->split_rows ? g->n * g->k : g->m * g->k * GEMM_COLS);
+    size_t i0, i1;
 
-    if (g->split_rows) {
-        float *c = g->c + begin * g->ldc;
+    for (i0 = begin; i0 < end && !run_stopped(g->run); i0 = i1) {
+        i1 = min_size(end, i0 + step);
+        if (g->split_rows) {
+            float *c = g->c + i0 * g->ldc;
 
-        sgemm(end - begin, g->n, g->k, g->a + begin * g->k, g->b, g->ldb,
-              c, g->ldc);
-        epilogue(c, end - begin, g->n, g->ldc,
-                 g->bias ? g->bias + begin : NULL, g->act);
-    } else {
-        size_t c0 = begin * GEMM_COLS, c1 = min_size(end * GEMM_COLS, g->n);
+            sgemm(i1 - i0, g->n, g->k, g->a + i0 * g->lda, g->lda, g->b, g->ldb,
+                  c, g->ldc, g->accumulate);
+            if (g->epilogue) {
+                epilogue(c, i1 - i0, g->n, g->ldc, g->bias ? g->bias + i0 : NULL,
+                         g->act);
+            }
+        } else {
+            size_t c0 = i0 * GEMM_COLS, c1 = min_size(i1 * GEMM_COLS, g->n);
 
-        sgemm(g->m, c1 - c0, g->k, g->a, g->b + c0, g->ldb, g->c + c0,
-              g->ldc);
-        epilogue(g->c + c0, g->m, c1 - c0, g->ldc, g->bias, g->act);
+            sgemm(g->m, c1 - c0, g->k, g->a, g->lda, g->b + c0, g->ldb,
+                  g->c + c0, g->ldc, g->accumulate);
+            if (g->epilogue) {
+                epilogue(g->c + c0, g->m, c1 - c0, g->ldc, g->bias, g->act);
+            }
+        }
     }
 }
 
@@ -513,9 +605,9 @@ static void cvc_gemm(struct gemm_job *g)
 {
     g->split_rows = g->n < g->m;
     if (g->split_rows) {
-        cvc_parallel(gemm_part, g, g->m, g->n * g->k);
+        cvc_parallel(g->run, gemm_part, g, g->m, g->n * g->k);
     } else {
-        cvc_parallel(gemm_part, g, (g->n + GEMM_COLS - 1) / GEMM_COLS,
+        cvc_parallel(g->run, gemm_part, g, (g->n + GEMM_COLS - 1) / GEMM_COLS,
                      g->m * g->k * GEMM_COLS);
     }
 }
@@ -534,44 +626,46 @@ static void openblas_single_threaded(void)
 #endif
 }
 
-static int conv_gemm(const struct cvc_conv *p, const float *in,
-                     const float *w, const float *bias, float *out)
+static int conv_gemm(struct cvc_run *run, const struct cvc_conv *p,
+                     const float *in, const float *w, const float *bias,
+                     float *out)
 {
     static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+    const size_t budget = CVC_COL_BYTES / sizeof(float);
     size_t cin_g = p->c_in / p->groups, cout_g = p->c_out / p->groups;
     size_t k = cin_g * p->kh * p->kw;
     size_t plane_in = (size_t)p->h_in * p->w_in;
     size_t plane_out = (size_t)p->h_out * p->w_out;
-    size_t band = p->h_out;
+    size_t tile_cols = plane_out, tile_rows = k;
     float *col = NULL;
-    size_t n, g, oh0;
+    size_t n, g, q0, r0;
 
     /* BLAS takes int sizes: shapes beyond them (tens of GB) are refused. */
-    if (k > INT_MAX || cout_g > INT_MAX || p->w_out > INT_MAX) {
-        return -1;
+    if (k > INT_MAX || cout_g > INT_MAX || plane_out > INT_MAX) {
+        return CVC_NO_MEMORY;
     }
     pthread_once(&blas_once, openblas_single_threaded);
     if (!is_pointwise(p)) {
-        size_t row_floats = k * p->w_out;
-
-        band = min_size(p->h_out, CVC_COL_BYTES / sizeof(float) / row_floats);
-        band = min_size(band ? band : 1, INT_MAX / p->w_out);
-        col = alloc_floats(mul_sat(band, row_floats));
-        if (!col) {
-            return -1;
+        /* a tile: tile_rows x tile_cols floats, at most the budget */
+        tile_cols = min_size(plane_out, budget / k);
+        if (tile_cols < min_size(plane_out, CVC_MIN_TILE_COLS)) {
+            tile_cols = min_size(plane_out, CVC_MIN_TILE_COLS);
+            tile_rows = budget / tile_cols;
         }
-    } else if (plane_out > INT_MAX) {
-        return -1;
+        col = alloc_floats(tile_rows * tile_cols);
+        if (!col) {
+            return CVC_NO_MEMORY;
+        }
     }
 
-    for (n = 0; n < p->n; n++) {
-        for (g = 0; g < p->groups; g++) {
+    for (n = 0; n < p->n && !run_stopped(run); n++) {
+        for (g = 0; g < p->groups && !run_stopped(run); g++) {
             const float *x = in + (n * p->c_in + g * cin_g) * plane_in;
             float *y = out + (n * p->c_out + g * cout_g) * plane_out;
             struct gemm_job job = {
-                .m = cout_g, .n = plane_out, .k = k,
-                .a = w + g * cout_g * k, .b = x, .ldb = plane_out,
-                .c = y, .ldc = plane_out,
+                .run = run, .m = cout_g, .n = plane_out, .k = k,
+                .a = w + g * cout_g * k, .lda = k, .b = x, .ldb = plane_out,
+                .c = y, .ldc = plane_out, .epilogue = true,
                 .bias = bias ? bias + g * cout_g : NULL, .act = p->act,
             };
 
@@ -579,22 +673,28 @@ static int conv_gemm(const struct cvc_conv *p, const float *in,
                 cvc_gemm(&job);
                 continue;
             }
-            for (oh0 = 0; oh0 < p->h_out; oh0 += band) {
-                struct im2col_job ij = {
-                    .p = p, .x = x, .col = col,
-                    .oh0 = oh0, .nrows = min_size(band, p->h_out - oh0),
-                };
+            for (q0 = 0; q0 < plane_out && !run_stopped(run); q0 += tile_cols) {
+                for (r0 = 0; r0 < k && !run_stopped(run); r0 += tile_rows) {
+                    struct im2col_job ij = {
+                        .p = p, .x = x, .col = col, .r0 = r0,
+                        .q0 = q0, .q1 = min_size(plane_out, q0 + tile_cols),
+                    };
 
-                job.n = job.ldb = ij.nrows * p->w_out;
-                job.b = col;
-                job.c = y + oh0 * p->w_out;
-                cvc_parallel(im2col_rows, &ij, k, job.n);
-                cvc_gemm(&job);
+                    job.n = job.ldb = ij.q1 - ij.q0;
+                    job.k = min_size(tile_rows, k - r0);
+                    job.a = w + g * cout_g * k + r0;
+                    job.b = col;
+                    job.c = y + q0;
+                    job.accumulate = r0 > 0;
+                    job.epilogue = r0 + job.k == k;
+                    cvc_parallel(run, im2col_rows, &ij, job.k, job.n);
+                    cvc_gemm(&job);
+                }
             }
         }
     }
     free(col);
-    return 0;
+    return run_status(run);
 }
 
 /* ------------------------------------------------------------------------
@@ -623,6 +723,7 @@ typedef float cvc_vec __attribute__((vector_size(64), aligned(4)));
 #define VEC_LEN (sizeof(cvc_vec) / sizeof(float))
 
 struct dw_job {
+    struct cvc_run *run;
     const struct cvc_conv *p;
     const float *in, *w, *bias;
     float *out;
@@ -737,8 +838,11 @@ static void depthwise_planes(void *opaque, size_t begin, size_t end)
     size_t plane_in = (size_t)p->h_in * p->w_in;
     size_t plane_out = (size_t)p->h_out * p->w_out;
     size_t scratch_len = j->stride_len;
+    /* a tile of the flat filter: whole vector blocks, about CVC_TILE_WORK */
+    size_t block = 4 * VEC_LEN;
+    size_t step = (tile_items(taps) + block - 1) / block * block;
     float *scratch, *flat;
-    size_t pl, oh;
+    size_t pl, oh, q;
 
     scratch = alloc_floats(scratch_len + j->flat_len);
     if (!scratch) {
@@ -747,7 +851,7 @@ static void depthwise_planes(void *opaque, size_t begin, size_t end)
     }
     flat = scratch + scratch_len;
 
-    for (pl = begin; pl < end; pl++) {
+    for (pl = begin; pl < end && !run_stopped(j->run); pl++) {
         size_t n = pl / p->c_out, co = pl % p->c_out;
         float *y = j->out + pl * plane_out;
 
@@ -756,8 +860,14 @@ static void depthwise_planes(void *opaque, size_t begin, size_t end)
             dw_fill_scratch(j, j->in + (n * p->c_in + co / mult) * plane_in,
                             scratch);
         }
-        dw_filter(flat, j->flat_len, scratch, j->toff, j->w + co * taps,
-                  taps, j->bias ? j->bias[co] : 0.0f);
+        for (q = 0; q < j->flat_len; q += step) {
+            if (q && run_stopped(j->run)) {
+                break;
+            }
+            dw_filter(flat + q, min_size(step, j->flat_len - q), scratch + q,
+                      j->toff, j->w + co * taps, taps,
+                      j->bias ? j->bias[co] : 0.0f);
+        }
         for (oh = 0; oh < p->h_out; oh++) {
             memcpy(y + oh * p->w_out, flat + oh * j->cols,
                    p->w_out * sizeof(float));
@@ -767,14 +877,15 @@ static void depthwise_planes(void *opaque, size_t begin, size_t end)
     free(scratch);
 }
 
-static int conv_depthwise(const struct cvc_conv *p, const float *in,
-                          const float *w, const float *bias, float *out)
+static int conv_depthwise(struct cvc_run *run, const struct cvc_conv *p,
+                          const float *in, const float *w, const float *bias,
+                          float *out)
 {
     size_t sh = p->stride_h, sw = p->stride_w;
     size_t row_shift = (size_t)(p->kh - 1) * p->dil_h / sh;
     size_t col_shift = (size_t)(p->kw - 1) * p->dil_w / sw;
     struct dw_job job = {
-        .p = p, .in = in, .w = w, .bias = bias, .out = out,
+        .run = run, .p = p, .in = in, .w = w, .bias = bias, .out = out,
         .rows = p->h_out + row_shift,
         .cols = p->w_out + col_shift,
     };
@@ -786,12 +897,16 @@ static int conv_depthwise(const struct cvc_conv *p, const float *in,
     job.flat_len = mul_sat(p->h_out, job.cols);
     if (job.phase_len < VEC_LEN || job.stride_len > SIZE_MAX / 2 ||
         job.flat_len > SIZE_MAX / 2) {
-        return -1;  /* sizes overflowed: no such memory anyway */
+        return CVC_NO_MEMORY;  /* sizes overflowed: no such memory anyway */
     }
     job.flat_len = (job.flat_len + VEC_LEN - 1) / VEC_LEN * VEC_LEN;
+    /* Each thread holds one plane's scratch: too large planes go by im2col. */
+    if (job.stride_len + job.flat_len > CVC_PLANE_BYTES / sizeof(float)) {
+        return conv_gemm(run, p, in, w, bias, out);
+    }
     job.toff = malloc((size_t)p->kh * p->kw * sizeof(*job.toff));
     if (!job.toff) {
-        return -1;
+        return CVC_NO_MEMORY;
     }
     for (ki = 0; ki < p->kh; ki++) {
         for (kj = 0; kj < p->kw; kj++) {
@@ -803,19 +918,22 @@ static int conv_depthwise(const struct cvc_conv *p, const float *in,
         }
     }
     atomic_init(&job.failed, 0);
-    cvc_parallel(depthwise_planes, &job, (size_t)p->n * p->c_out,
+    cvc_parallel(run, depthwise_planes, &job, (size_t)p->n * p->c_out,
                  (size_t)p->h_out * p->w_out * p->kh * p->kw);
     free(job.toff);
-    return atomic_load(&job.failed) ? -1 : 0;
+    return atomic_load(&job.failed) ? CVC_NO_MEMORY : run_status(run);
 }
 
 int cvc_conv2d(const struct cvc_conv *p, const float *in, const float *w,
                const float *bias, float *out)
 {
+    struct cvc_run run;
+
+    run_init(&run, p->ctl);
     if (p->c_in == p->groups) {
-        return conv_depthwise(p, in, w, bias, out);
+        return conv_depthwise(&run, p, in, w, bias, out);
     }
-    return conv_gemm(p, in, w, bias, out);
+    return conv_gemm(&run, p, in, w, bias, out);
 }
 
 uint64_t cvc_conv_macs(const struct cvc_conv *p)
@@ -829,6 +947,7 @@ uint64_t cvc_conv_macs(const struct cvc_conv *p)
  */
 
 struct plane_job {
+    struct cvc_run *run;
     const struct cvc_pool *p;
     const float *in;
     float *out;
@@ -905,8 +1024,8 @@ static bool is_global(const struct cvc_pool *p)
 
 /* One output plane of max (is_max) or average pooling. */
 CVC_TARGET_CLONES
-static void pool_plane(const struct cvc_pool *p, const float *x, float *y,
-                       bool is_max)
+static void pool_plane(struct cvc_run *run, const struct cvc_pool *p,
+                       const float *x, float *y, bool is_max)
 {
     float scale = 1.0f / (float)((size_t)p->kh * p->kw);
     size_t oh, ow, ki, kj;
@@ -926,7 +1045,7 @@ static void pool_plane(const struct cvc_pool *p, const float *x, float *y,
         return;
     }
 
-    for (oh = 0; oh < p->h_out; oh++) {
+    for (oh = 0; oh < p->h_out && !run_stopped(run); oh++) {
         float *yr = y + oh * p->w_out;
 
         for (ow = 0; ow < p->w_out; ow++) {
@@ -970,8 +1089,9 @@ static void pool_planes(void *opaque, size_t begin, size_t end)
     size_t plane_out = (size_t)p->h_out * p->w_out;
     size_t pl;
 
-    for (pl = begin; pl < end; pl++) {
-        pool_plane(p, j->in + pl * plane_in, j->out + pl * plane_out, j->is_max);
+    for (pl = begin; pl < end && !run_stopped(j->run); pl++) {
+        pool_plane(j->run, p, j->in + pl * plane_in, j->out + pl * plane_out,
+                   j->is_max);
     }
 }
 
@@ -980,18 +1100,25 @@ static size_t pool_work(const struct cvc_pool *p)
     return (size_t)p->h_out * p->w_out * p->kh * p->kw;
 }
 
+static int pool2d(const struct cvc_pool *p, const float *in, float *out,
+                  bool is_max)
+{
+    struct cvc_run run;
+    struct plane_job job = {
+        .run = &run, .p = p, .in = in, .out = out, .is_max = is_max,
+    };
+
+    run_init(&run, p->ctl);
+    cvc_parallel(&run, pool_planes, &job, (size_t)p->n * p->c, pool_work(p));
+    return run_status(&run);
+}
+
 int cvc_maxpool2d(const struct cvc_pool *p, const float *in, float *out)
 {
-    struct plane_job job = { .p = p, .in = in, .out = out, .is_max = true };
-
-    cvc_parallel(pool_planes, &job, (size_t)p->n * p->c, pool_work(p));
-    return 0;
+    return pool2d(p, in, out, true);
 }
 
 int cvc_avgpool2d(const struct cvc_pool *p, const float *in, float *out)
 {
-    struct plane_job job = { .p = p, .in = in, .out = out, .is_max = false };
-
-    cvc_parallel(pool_planes, &job, (size_t)p->n * p->c, pool_work(p));
-    return 0;
+    return pool2d(p, in, out, false);
 }

@@ -37,6 +37,28 @@ typedef struct JobCounters {
     uint64_t macs, bytes_read, bytes_written, host_ns, cycles;
 } JobCounters;
 
+/* Not a status: the job was abandoned (reset, unrealize); nothing reports. */
+#define ERR_ABANDONED UINT32_MAX
+
+/* The most work (MACs, pooling taps) one job may ask for. */
+#define MAX_JOB_WORK ((uint64_t)CONVACCEL_MAX_JOB_GMACS_VALUE << 30)
+
+/* The compute library's view of one job: it stops when this says so. */
+typedef struct ComputeCtl {
+    struct cvc_ctl ctl;
+    ConvAccelState *s;
+    uint32_t gen;
+} ComputeCtl;
+
+/* Polled by the compute library between tiles, from its threads. */
+static int compute_cancelled(void *opaque)
+{
+    ComputeCtl *cc = opaque;
+
+    return qatomic_read(&cc->s->generation) != cc->gen ||
+           qatomic_read(&cc->s->stopping);
+}
+
 static bool dma_write(ConvAccelState *s, uint32_t gen, uint64_t addr,
                       const void *buf, uint64_t len);
 
@@ -204,8 +226,23 @@ static bool in_range(uint32_t v, uint32_t lo, uint32_t hi)
     return v >= lo && v <= hi;
 }
 
-/* Validate one layer completely; 0 or a CONVACCEL_ERR_* code. */
-static uint32_t check_layer(ConvAccelState *s, Layer *l, uint32_t index)
+/* Work of a layer: multiply-accumulates, or pooling window taps. */
+static uint64_t layer_work(const Layer *l)
+{
+    uint64_t positions = (uint64_t)l->n * l->h_out * l->w_out * l->kh * l->kw;
+
+    if (l->op == CONVACCEL_LAYER_OP_CONV) {
+        return positions * l->c_out * (l->c_in / l->groups);
+    }
+    return positions * l->c_in;
+}
+
+/*
+ * Validate one layer completely; 0 or a CONVACCEL_ERR_* code. *work sums
+ * the work of the job's layers so far.
+ */
+static uint32_t check_layer(ConvAccelState *s, Layer *l, uint32_t index,
+                            uint64_t *work)
 {
     const uint64_t max_bytes = (uint64_t)CONVACCEL_MAX_TENSOR_MB_VALUE << 20;
     const uint32_t maxk = CONVACCEL_MAX_KERNEL_VALUE;
@@ -278,6 +315,12 @@ static uint32_t check_layer(ConvAccelState *s, Layer *l, uint32_t index)
         FAIL(CONVACCEL_ERR_TOO_LARGE, "a tensor is above %d MiB",
              CONVACCEL_MAX_TENSOR_MB_VALUE);
     }
+    *work += layer_work(l);     /* below 2^64: every factor is bounded */
+    if (*work > MAX_JOB_WORK) {
+        FAIL(CONVACCEL_ERR_TOO_LARGE, "the job's work reaches %" PRIu64
+             " MACs here, above MAX_JOB_GMACS (%u x 2^30)", *work,
+             CONVACCEL_MAX_JOB_GMACS_VALUE);
+    }
     if ((l->input | l->output | l->weight | l->bias) % sizeof(float)) {
         FAIL(CONVACCEL_ERR_DMA, "a tensor address is not 4-byte aligned");
     }
@@ -292,9 +335,10 @@ static uint32_t check_layer(ConvAccelState *s, Layer *l, uint32_t index)
 
 #undef FAIL
 
-static struct cvc_conv to_conv(const Layer *l)
+static struct cvc_conv to_conv(const Layer *l, const struct cvc_ctl *ctl)
 {
     return (struct cvc_conv) {
+        .ctl = ctl,
         .n = l->n, .c_in = l->c_in, .h_in = l->h_in, .w_in = l->w_in,
         .c_out = l->c_out, .h_out = l->h_out, .w_out = l->w_out,
         .kh = l->kh, .kw = l->kw, .stride_h = l->stride_h,
@@ -304,9 +348,10 @@ static struct cvc_conv to_conv(const Layer *l)
     };
 }
 
-static struct cvc_pool to_pool(const Layer *l)
+static struct cvc_pool to_pool(const Layer *l, const struct cvc_ctl *ctl)
 {
     return (struct cvc_pool) {
+        .ctl = ctl,
         .n = l->n, .c = l->c_in, .h_in = l->h_in, .w_in = l->w_in,
         .h_out = l->h_out, .w_out = l->w_out, .kh = l->kh, .kw = l->kw,
         .stride_h = l->stride_h, .stride_w = l->stride_w,
@@ -394,6 +439,11 @@ static float *scratch_out(ConvAccelState *s, uint64_t bytes)
 static uint32_t run_layer(ConvAccelState *s, uint32_t gen, const Layer *l,
                           JobCounters *c)
 {
+    ComputeCtl cc = {
+        .ctl = { .threads = s->compute_threads, .cancelled = compute_cancelled,
+                 .opaque = &cc },
+        .s = s, .gen = gen,
+    };
     DmaView in = { 0 }, w = { 0 }, b = { 0 };
     float *out = scratch_out(s, l->out_bytes);
     uint32_t err = out ? CONVACCEL_ERR_OK : CONVACCEL_ERR_NO_MEMORY;
@@ -414,18 +464,20 @@ static uint32_t run_layer(ConvAccelState *s, uint32_t gen, const Layer *l,
     }
     t0 = get_clock();
     if (l->op == CONVACCEL_LAYER_OP_CONV) {
-        struct cvc_conv p = to_conv(l);
+        struct cvc_conv p = to_conv(l, &cc.ctl);
 
         ret = cvc_conv2d(&p, in.ptr, w.ptr, b.ptr, out);
         c->macs += cvc_conv_macs(&p);
     } else {
-        struct cvc_pool p = to_pool(l);
+        struct cvc_pool p = to_pool(l, &cc.ctl);
 
         ret = l->op == CONVACCEL_LAYER_OP_MAXPOOL ? cvc_maxpool2d(&p, in.ptr, out) :
                                                     cvc_avgpool2d(&p, in.ptr, out);
     }
     c->host_ns += get_clock() - t0;
-    if (ret) {
+    if (ret == CVC_CANCELLED) {
+        err = ERR_ABANDONED;
+    } else if (ret) {
         err = CONVACCEL_ERR_NO_MEMORY;
     } else if (!dma_write(s, gen, l->output, out, l->out_bytes)) {
         err = CONVACCEL_ERR_DMA;
@@ -494,6 +546,7 @@ static bool run_job(ConvAccelState *s, const ConvAccelJob *job, uint32_t gen,
     JobCounters c = { .cycles = CONVACCEL_MODEL_JOB_CYCLES };
     uint64_t layers_addr, stats_addr, result_addr = 0;
     uint32_t i, flags, count = 0, done = 0, index = CONVACCEL_RESULT_LAYER_JOB;
+    uint64_t work = 0;
 
     *d = (ConvAccelDone) { .layer = CONVACCEL_RESULT_LAYER_JOB,
                            .lost_irq = job->faults & CONVACCEL_FAULT_LOST_IRQ };
@@ -543,7 +596,7 @@ static bool run_job(ConvAccelState *s, const ConvAccelJob *job, uint32_t gen,
         /* the whole job is checked before anything runs */
         for (i = 0; i < count && !d->status; i++) {
             parse_layer(descs + (size_t)i * CONVACCEL_LAYER_SIZE, &layers[i]);
-            d->status = check_layer(s, &layers[i], i);
+            d->status = check_layer(s, &layers[i], i, &work);
             index = i;
         }
         for (i = 0; i < count && !d->status; i++) {
@@ -551,6 +604,9 @@ static bool run_job(ConvAccelState *s, const ConvAccelJob *job, uint32_t gen,
 
             index = i;
             d->status = run_layer(s, gen, &layers[i], &c);
+            if (d->status == ERR_ABANDONED) {
+                return false;
+            }
             done += !d->status;
             if (flags & CONVACCEL_JOB_FLAG_STATS) {
                 write_layer_stats(s, gen, stats_addr + (uint64_t)i * CONVACCEL_STATS_SIZE,

@@ -35,7 +35,7 @@ static void convaccel_update_irq(ConvAccelState *s)
 static void convaccel_reset_state(ConvAccelState *s)
 {
     qemu_mutex_lock(&s->lock);
-    s->generation++;
+    qatomic_inc(&s->generation);    /* the compute polls it without the lock */
     s->q_head = 0;
     s->q_count = 0;
     s->done_count = 0;
@@ -161,6 +161,8 @@ static uint32_t convaccel_limit(hwaddr addr)
         return CONVACCEL_MAX_LAYERS_VALUE;
     case CONVACCEL_REG_MAX_TENSOR_MB:
         return CONVACCEL_MAX_TENSOR_MB_VALUE;
+    case CONVACCEL_REG_MAX_JOB_GMACS:
+        return CONVACCEL_MAX_JOB_GMACS_VALUE;
     }
     g_assert_not_reached();
 }
@@ -215,7 +217,7 @@ static uint64_t convaccel_read(void *opaque, hwaddr addr, unsigned size)
         val = s->last_tag;
         break;
     case CONVACCEL_REG_QUEUE_DEPTH:
-    case CONVACCEL_REG_MAX_KERNEL ... CONVACCEL_REG_MAX_TENSOR_MB:
+    case CONVACCEL_REG_MAX_KERNEL ... CONVACCEL_REG_MAX_JOB_GMACS:
         val = convaccel_limit(addr);
         break;
     case CONVACCEL_REG_FAULT_CTRL:
@@ -306,7 +308,7 @@ static void convaccel_write(void *opaque, hwaddr addr, uint64_t val,
     case CONVACCEL_REG_STATUS:
     case CONVACCEL_REG_QUEUE_DEPTH:
     case CONVACCEL_REG_JOBS_DONE ... CONVACCEL_REG_LAST_TAG:
-    case CONVACCEL_REG_MAX_KERNEL ... CONVACCEL_REG_MAX_TENSOR_MB:
+    case CONVACCEL_REG_MAX_KERNEL ... CONVACCEL_REG_MAX_JOB_GMACS:
         qemu_log_mask(LOG_GUEST_ERROR,
                       "convaccel: write to read-only register 0x%03"
                       HWADDR_PRIx "\n", addr);
@@ -350,7 +352,6 @@ static void convaccel_realize(DeviceState *dev, Error **errp)
                           TYPE_CONVACCEL, CONVACCEL_MMIO_SIZE);
     sysbus_init_mmio(SYS_BUS_DEVICE(dev), &s->mmio);
     sysbus_init_irq(SYS_BUS_DEVICE(dev), &s->irq);
-    cvc_set_threads(s->compute_threads);
 
     qemu_mutex_init(&s->lock);
     qemu_cond_init(&s->cond);
@@ -365,8 +366,8 @@ static void convaccel_unrealize(DeviceState *dev)
     ConvAccelState *s = CONVACCEL(dev);
 
     qemu_mutex_lock(&s->lock);
-    s->stopping = true;
-    s->generation++;
+    qatomic_set(&s->stopping, true);
+    qatomic_inc(&s->generation);
     qemu_cond_broadcast(&s->cond);
     qemu_mutex_unlock(&s->lock);
     qemu_thread_join(&s->thread);

@@ -19,7 +19,7 @@ class QTest:
     """QEMU under -accel qtest; read/write memory and registers by command."""
 
     def __init__(self, machine_opts: str = "", memory_mb: int = 256, extra: list[str] = (),
-                 qemu: Path = board.QEMU) -> None:
+                 qemu: Path = board.QEMU, preexec_fn=None) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="pyaccel-qtest-")
         sock_path = os.path.join(self._dir.name, "qtest.sock")
         srv = socket.socket(socket.AF_UNIX)
@@ -32,7 +32,7 @@ class QTest:
              "-m", str(memory_mb), "-display", "none", "-nic", "none", "-monitor", "none",
              "-serial", "none", "-accel", "qtest", "-qtest", f"unix:{sock_path}",
              "-qtest-log", "/dev/null", *extra],
-            stdout=subprocess.DEVNULL, stderr=open(self.log, "w"))
+            stdout=subprocess.DEVNULL, stderr=open(self.log, "w"), preexec_fn=preexec_fn)
         try:
             self.sock, _ = srv.accept()
         finally:

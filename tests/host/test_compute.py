@@ -18,7 +18,9 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
+import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -356,6 +358,161 @@ def test_nan_propagates_like_pytorch(cvc, case, kind, kw) -> None:
     assert np.isnan(expected).any() and not np.isnan(expected).all()
     np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
     np.testing.assert_allclose(got, expected, equal_nan=True, **tolerance(fan_in))
+
+
+# --- bounded memory, cancellation, threads ----------------------------------------------
+
+def run_isolated(cvc, code: str, affinity: set | None = None, extra_as_mb: int = 0) -> str:
+    """Run code in a fresh Python process (a fresh thread pool) with the
+    library loaded as lib (ffi, np, ref and lib_conv2d at hand); optionally
+    pinned to CPUs, or with its address space capped at what it uses after
+    loading plus extra_as_mb MiB. Returns its stdout."""
+    prologue = f"""
+import os, resource, sys
+sys.path[:0] = {[str(TOP), str(Path(__file__).parent)]!r}
+if {affinity!r} is not None:
+    os.sched_setaffinity(0, {affinity!r})
+import numpy as np
+import cffi
+from pyaccel import reference as ref
+import test_compute as tc
+ffi = cffi.FFI()
+ffi.cdef(tc.header_cdef())
+lib = ffi.dlopen({str(TOP / "build" / "libconvaccel_compute.so")!r})
+cvc = (ffi, lib)
+def lib_conv2d(*a, **kw):
+    return tc.lib_conv2d(cvc, *a, **kw)
+def tasks():
+    return len(os.listdir("/proc/self/task"))
+if {extra_as_mb}:
+    vm = [l for l in open("/proc/self/status") if l.startswith("VmSize")][0]
+    limit = int(vm.split()[1]) * 1024 + {extra_as_mb} * 2**20
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+"""
+    proc = subprocess.run([sys.executable, "-c", prologue + code], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_default_threads_follow_the_cpu_affinity(cvc) -> None:
+    """Pinned to one CPU, the library must not start a worker thread (it
+    counted online cores, not the ones the process may run on)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("needs two CPUs")
+    out = run_isolated(cvc, """
+x = np.ones((1, 64, 64, 64), np.float32)
+w = np.ones((64, 64, 3, 3), np.float32)
+before = tasks()
+lib_conv2d(x, w, pads=(1, 1, 1, 1))
+print(before, tasks())
+""", affinity={cpus[0]})
+    before, after = map(int, out.split())
+    assert after == before, f"{after - before} worker thread(s) started on one CPU"
+
+
+def test_threads_per_call(cvc) -> None:
+    """ctl.threads caps one call's threads without changing the process default."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("needs two CPUs")
+    out = run_isolated(cvc, """
+x = np.ones((1, 64, 64, 64), np.float32)
+w = np.ones((64, 64, 3, 3), np.float32)
+out = np.zeros((1, 64, 64, 64), np.float32)
+ctl = ffi.new("struct cvc_ctl *", dict(threads=1))
+p = ffi.new("struct cvc_conv *", dict(n=1, c_in=64, h_in=64, w_in=64, c_out=64, h_out=64,
+            w_out=64, kh=3, kw=3, stride_h=1, stride_w=1, dil_h=1, dil_w=1, pad_top=1,
+            pad_left=1, groups=1, ctl=ctl))
+before = tasks()
+assert lib.cvc_conv2d(p, ffi.from_buffer("float[]", x), ffi.from_buffer("float[]", w),
+                      ffi.NULL, ffi.from_buffer("float[]", out)) == 0
+one = tasks()
+ctl.threads = 2
+assert lib.cvc_conv2d(p, ffi.from_buffer("float[]", x), ffi.from_buffer("float[]", w),
+                      ffi.NULL, ffi.from_buffer("float[]", out)) == 0
+print(before, one, tasks(), lib.cvc_default_threads())
+""", affinity=set(cpus[:2]))
+    before, one, two, default = map(int, out.split())
+    assert (one - before, two - before, default) == (0, 1, 2)
+
+
+def test_im2col_memory_is_bounded(cvc) -> None:
+    """c_in 8192 with a 16x16 kernel: one output position is 2M im2col
+    floats, so 'at least one output row' of im2col was gigabytes. Under an
+    address-space cap of 512 MiB above what the process uses, the call must
+    succeed (tiles also slice the kernel's rows, accumulating) and be right."""
+    out = run_isolated(cvc, """
+rng = np.random.default_rng(1)
+x = rng.uniform(-1, 1, (1, 8192, 1, 271)).astype(np.float32)
+w = rng.uniform(-1, 1, (2, 8192, 16, 16)).astype(np.float32)
+b = rng.uniform(-1, 1, 2).astype(np.float32)
+expected = ref.conv2d(x, w, b, padding=(8, 7, 0, 0), activation="relu")
+got = lib_conv2d(x, w, b, pads=(8, 7, 0, 0), activation="relu")
+np.testing.assert_allclose(got, expected, **tc.tolerance(8192 * 256))
+print("ok", got.shape)
+""", extra_as_mb=512)
+    assert out.startswith("ok (1, 2, 1, 256)")
+
+
+def test_large_depthwise_planes_are_right(cvc) -> None:
+    """A plane whose padded copy exceeds the per-thread scratch bound goes by
+    im2col instead: same results."""
+    rng = np.random.default_rng(2)
+    x = rand(rng, 1, 2, 2100, 2100)
+    w = rand(rng, 2, 1, 3, 3)
+    got = lib_conv2d(cvc, x, w, stride=(2, 2), pads=(1, 1, 1, 1), groups=2,
+                     activation="relu6")
+    expected = ref.conv2d(x, w, None, stride=2, padding=1, groups=2, activation="relu6")
+    np.testing.assert_allclose(got, expected, **tolerance(9))
+
+
+CANCEL_CASES = [
+    ("conv-1x1", dict(n=1, c_in=1024, h_in=96, w_in=96, c_out=1024, h_out=96, w_out=96, kh=1,
+                      kw=1, groups=1)),
+    ("conv-3x3-im2col", dict(n=1, c_in=256, h_in=96, w_in=96, c_out=512, h_out=94, w_out=94,
+                             kh=3, kw=3, groups=1)),
+    ("depthwise", dict(n=1, c_in=1024, h_in=96, w_in=96, c_out=1024, h_out=82, w_out=82,
+                       kh=15, kw=15, groups=1024)),
+    ("maxpool", dict(n=1, c=1024, h_in=96, w_in=96, h_out=82, w_out=82, kh=15, kw=15)),
+]
+
+
+@pytest.mark.parametrize("case, shape", CANCEL_CASES, ids=[c[0] for c in CANCEL_CASES])
+def test_cancel_stops_a_call_within_a_tile(cvc, case, shape) -> None:
+    """Cancellation is polled between tiles: a call cancelled at its first
+    poll does a small part of its work and returns CVC_CANCELLED."""
+    ffi, lib = cvc
+    pool = "c" in shape
+    size = lambda *d: int(np.prod(d))  # noqa: E731
+    c_out = shape["c"] if pool else shape["c_out"]
+    x = np.ones(size(shape["n"], shape.get("c_in", shape.get("c")), shape["h_in"],
+                     shape["w_in"]), np.float32)
+    out = np.zeros(size(shape["n"], c_out, shape["h_out"], shape["w_out"]), np.float32)
+    calls = []
+
+    @ffi.callback("int(void *)")
+    def cancelled(_):
+        calls.append(1)
+        return 1
+
+    ctl = ffi.new("struct cvc_ctl *", dict(threads=1, cancelled=cancelled))
+    common = dict(stride_h=1, stride_w=1, ctl=ctl, **shape)
+    t0 = time.monotonic()
+    if pool:
+        p = ffi.new("struct cvc_pool *", common)
+        ret = lib.cvc_maxpool2d(p, ffi.from_buffer("float[]", x), ffi.from_buffer("float[]", out))
+    else:
+        w = np.ones(size(shape["c_out"], shape["c_in"] // shape["groups"], shape["kh"],
+                         shape["kw"]), np.float32)
+        p = ffi.new("struct cvc_conv *", dict(dil_h=1, dil_w=1, **common))
+        ret = lib.cvc_conv2d(p, ffi.from_buffer("float[]", x), ffi.from_buffer("float[]", w),
+                             ffi.NULL, ffi.from_buffer("float[]", out))
+    took = time.monotonic() - t0
+    assert ret == lib.CVC_CANCELLED
+    assert 1 <= len(calls) <= 4 and took < 0.5, (len(calls), took)
+    assert (out == 0).mean() > 0.5, "most of the output should not have been computed"
 
 
 # --- the oracle itself ----------------------------------------------------------

@@ -2,6 +2,8 @@
 raw over qtest: each failed on the device model before its fix."""
 from __future__ import annotations
 
+import os
+import struct
 import time
 
 import numpy as np
@@ -9,7 +11,8 @@ import pytest
 
 from conftest import ensure_built
 from qtest import QTest
-from rawdevice import DATA_AREA, JOB_AREA, R, RAM, RAM_MB, job_bytes, layer_bytes, queue_hung_job, reg
+from rawdevice import (DATA_AREA, JOB_AREA, R, RAM, RAM_MB, job_bytes, layer_bytes, queue_hung_job,
+                       reg, run_known_job)
 
 BUSY = R["CONVACCEL_STATUS_BUSY"]
 
@@ -159,3 +162,88 @@ def test_nan_propagates_through_the_device(q, op, act):
     assert q.readl(reg("LAST_STATUS")) == 0
     y = np.frombuffer(q.read(DATA_AREA + 0x2000, 16), np.float32)
     assert np.isnan(y[0]) and not np.isnan(y[1:]).any(), y
+
+
+# --- 14: bounded, cancellable work; threads ---------------------------------------------------
+
+BIG = RAM + (16 << 20)          # tensors of the big layers below (RAM is zeros)
+
+
+def pointwise_8192(h: int, w: int) -> dict:
+    """A 1x1 conv, 8192 -> 8192 channels: 2^26 * h * w MACs."""
+    mb = 8192 * h * w * 4 >> 20
+    return dict(op=R["CONVACCEL_LAYER_OP_CONV"], n=1, c_in=8192, h_in=h, w_in=w, c_out=8192,
+                h_out=h, w_out=w, groups=1, kh=1, kw=1, stride_h=1, stride_w=1, dil_h=1,
+                dil_w=1, input=BIG, weight=BIG + (mb << 20), output=BIG + (2 * mb << 20))
+
+
+def submit(q: QTest, layers: list[dict], tag: int = 5) -> None:
+    q.write(JOB_AREA + 0x1000, b"".join(bytes(layer_bytes(l)) for l in layers))
+    q.write(JOB_AREA, bytes(job_bytes(JOB_AREA + 0x1000, len(layers), JOB_AREA + 0x800, tag)))
+    q.writel(reg("CMD_ADDR_LO"), JOB_AREA)
+    q.writel(reg("CMD_ADDR_HI"), 0)
+    q.writel(reg("DOORBELL"), 1)
+
+
+@pytest.fixture(scope="module")
+def bigq():
+    ensure_built()
+    q = QTest(memory_mb=1024)
+    yield q
+    assert q.close() is None, f"QEMU exited by itself: {q.log.read_text()[-2000:]}"
+
+
+def test_job_work_above_the_limit_is_refused(bigq):
+    """Each layer 2^39 MACs (legal, and hours of host CPU as a job of 1024):
+    the layer that takes the job above MAX_JOB_GMACS * 2^30 fails the job
+    with TOO_LARGE before anything runs."""
+    q = bigq
+    reset(q)
+    layer = pointwise_8192(128, 64)
+    q.write(layer["output"], b"\x07" * 64)
+    submit(q, [layer, layer, layer])
+    wait_jobs_done(q, 1, timeout=10)
+    assert q.readl(reg("LAST_STATUS")) == R["CONVACCEL_ERR_TOO_LARGE"]
+    assert q.readl(reg("LAST_LAYER")) == 2
+    status, layer_index, _, ran = struct.unpack("<4I", q.read(JOB_AREA + 0x800, 16))
+    assert (status, layer_index, ran) == (R["CONVACCEL_ERR_TOO_LARGE"], 2, 0)
+    assert q.read(layer["output"], 64) == b"\x07" * 64
+    assert q.readl(reg("MAX_JOB_GMACS")) << 30 == 2 * (1 << 39)
+
+
+def test_reset_during_a_long_layer_frees_the_device(bigq):
+    """A reset abandons a 2^39-MAC layer (minutes of host CPU) within a tile:
+    the next job runs at once instead of waiting behind it."""
+    q = bigq
+    reset(q)
+    submit(q, [pointwise_8192(128, 64)])
+    time.sleep(1)
+    assert q.readl(reg("STATUS")) & BUSY
+    t0 = time.monotonic()
+    run_known_job(q, np.random.default_rng(14))
+    took = time.monotonic() - t0
+    assert took < 5, f"the next job took {took:.1f} s after the reset"
+
+
+def test_default_threads_follow_qemus_cpu_affinity():
+    """Pinned to one CPU, QEMU's device must not start compute worker threads."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("needs two CPUs")
+    ensure_built()
+    q = QTest(memory_mb=RAM_MB, preexec_fn=lambda: os.sched_setaffinity(0, {cpus[0]}))
+    try:
+        tasks = lambda: len(os.listdir(f"/proc/{q.proc.pid}/task"))  # noqa: E731
+        assert q.readl(reg("ID")) == R["CONVACCEL_ID_VALUE"]   # the board is up
+        before = tasks()
+        layer = dict(op=R["CONVACCEL_LAYER_OP_CONV"], n=1, c_in=64, h_in=64, w_in=64, c_out=64,
+                     h_out=64, w_out=64, groups=1, kh=3, kw=3, stride_h=1, stride_w=1, dil_h=1,
+                     dil_w=1, pad_top=1, pad_bottom=1, pad_left=1, pad_right=1,
+                     input=DATA_AREA, weight=DATA_AREA + (2 << 20),
+                     output=DATA_AREA + (4 << 20))
+        submit(q, [layer])
+        wait_jobs_done(q, 1)
+        assert q.readl(reg("LAST_STATUS")) == 0
+        assert tasks() == before, "compute threads started on a one-CPU QEMU"
+    finally:
+        assert q.close() is None
