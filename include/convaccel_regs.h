@@ -84,6 +84,8 @@
 #define  CONVACCEL_MAX_TENSOR_MB_VALUE	1024	/* bytes of any one tensor, in MiB */
 #define CONVACCEL_REG_MAX_JOB_GMACS	0x068
 #define  CONVACCEL_MAX_JOB_GMACS_VALUE	1024	/* work of one job, in 2^30 MACs */
+/* Host memory of one layer: output bounce + non-contiguous input copies. */
+#define CONVACCEL_MAX_HOST_MB		2048
 
 /* Fault injection (read/write; reset values come from QOM properties). */
 #define CONVACCEL_REG_FAULT_CTRL	0x070

@@ -40,6 +40,17 @@ typedef struct JobCounters {
 /* Not a status: the job was abandoned (reset, unrealize); nothing reports. */
 #define ERR_ABANDONED UINT32_MAX
 
+/*
+ * Host memory of a layer beyond guest RAM: the output bounce buffer plus
+ * copies of inputs that are not contiguous in host memory (docs/hardware.md,
+ * "Limits of the emulator"); compute scratch comes on top, bounded by the
+ * compute library (CVC_COL_BYTES, CVC_PLANE_BYTES per thread).
+ */
+#define MAX_HOST_BYTES ((uint64_t)CONVACCEL_MAX_HOST_MB << 20)
+
+/* A bounce buffer above this is freed at the end of the job. */
+#define KEEP_BOUNCE_BYTES (16 << 20)
+
 /* The most work (MACs, pooling taps) one job may ask for. */
 #define MAX_JOB_WORK ((uint64_t)CONVACCEL_MAX_JOB_GMACS_VALUE << 30)
 
@@ -226,6 +237,35 @@ static bool in_range(uint32_t v, uint32_t lo, uint32_t hi)
     return v >= lo && v <= hi;
 }
 
+/*
+ * Is [addr, addr + len) (guest RAM) one contiguous host range? Then the job
+ * reads it in place (dma_view), else from a copy.
+ */
+static bool dma_contiguous(ConvAccelState *s, uint64_t addr, uint64_t len)
+{
+    hwaddr xlat, plen = len;
+
+    RCU_READ_LOCK_GUARD();
+    address_space_translate(s->as, addr, &xlat, &plen, false,
+                            MEMTXATTRS_UNSPECIFIED);
+    return plen == len;
+}
+
+/* Host memory a checked layer needs beyond guest RAM and compute scratch. */
+static uint64_t layer_host_bytes(ConvAccelState *s, const Layer *l)
+{
+    uint64_t bytes = l->out_bytes;
+
+    bytes += dma_contiguous(s, l->input, l->in_bytes) ? 0 : l->in_bytes;
+    if (l->w_bytes && !dma_contiguous(s, l->weight, l->w_bytes)) {
+        bytes += l->w_bytes;
+    }
+    if (l->b_bytes && !dma_contiguous(s, l->bias, l->b_bytes)) {
+        bytes += l->b_bytes;
+    }
+    return bytes;
+}
+
 /* Work of a layer: multiply-accumulates, or pooling window taps. */
 static uint64_t layer_work(const Layer *l)
 {
@@ -329,6 +369,11 @@ static uint32_t check_layer(ConvAccelState *s, Layer *l, uint32_t index,
         (l->w_bytes && !dma_range_ok(s, l->weight, l->w_bytes, false)) ||
         (l->b_bytes && !dma_range_ok(s, l->bias, l->b_bytes, false))) {
         FAIL(CONVACCEL_ERR_DMA, "a tensor address range is not guest RAM");
+    }
+    if (layer_host_bytes(s, l) > MAX_HOST_BYTES) {
+        FAIL(CONVACCEL_ERR_TOO_LARGE, "its output and the copies of its inputs "
+             "that are not contiguous in host memory are above %d MiB",
+             CONVACCEL_MAX_HOST_MB);
     }
     return CONVACCEL_ERR_OK;
 }
@@ -649,6 +694,11 @@ void *convaccel_worker(void *opaque)
         qemu_mutex_unlock(&s->lock);
 
         report = run_job(s, &job, gen, &done);
+        if (s->scratch_size > KEEP_BOUNCE_BYTES) {
+            g_free(s->scratch_buf);         /* idle devices keep no GiB */
+            s->scratch_buf = NULL;
+            s->scratch_size = 0;
+        }
 
         qemu_mutex_lock(&s->lock);
         if (report && gen == s->generation && !s->stopping) {
