@@ -14,6 +14,8 @@ PKGS=(
 	libopenblas-dev
 	# kernel module, device tree, guest image
 	gcc-aarch64-linux-gnu device-tree-compiler mmdebstrap cpio
+	# BTF of the module for Debian's 6.12 (its kbuild runs pahole)
+	dwarves
 	# the debug guest kernel, built from source (guest/debug-kernel.sh)
 	bc flex bison libssl-dev libelf-dev
 	# host test environment (pylibfdt for dtschema builds with swig)

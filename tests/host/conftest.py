@@ -18,8 +18,15 @@ sys.path.insert(0, str(TOP))
 import board  # noqa: E402
 
 RUNS = board.BUILD / "test-runs"
+# Boots use the kernel make's KERNEL= picks ($PYACCEL_KERNEL; 6.1 by default);
+# board.run scales every timeout by that kernel's factor (debug: 4x).
 GUEST_TIMEOUT = float(os.environ.get("PYACCEL_GUEST_TIMEOUT", 1200))
 _built = False
+
+
+def pytest_report_header(config):
+    k = board.guest_kernel()
+    return f"guest kernel: {k.name} ({k.image}), timeouts x{k.timeout_scale:g}"
 
 
 def ensure_built() -> None:
