@@ -9,7 +9,7 @@ set -euo pipefail
 . "$(dirname "$0")/../scripts/lib.sh"
 
 kdir=${1:?usage: kernel/build.sh KERNEL_DIR [OUT [MAKE_ARG...]] (KERNEL_DIR from guest/kernel.sh)}
-out=${2:-$BUILD/kernel}
+out=$(realpath -m "${2:-$BUILD/kernel}")
 shift $(($# < 2 ? $# : 2))
 mkdir -p "$out/include"
 sync_file() { cmp -s "$1" "$2" || { mkdir -p "$(dirname "$2")"; cp "$1" "$2"; }; }
