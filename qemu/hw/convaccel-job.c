@@ -33,12 +33,18 @@ typedef struct Layer {
     uint64_t in_bytes, w_bytes, b_bytes, out_bytes;
 } Layer;
 
-typedef struct JobCounters {
-    uint64_t macs, bytes_read, bytes_written, host_ns, cycles;
-} JobCounters;
+typedef ConvAccelCounters JobCounters;
 
-/* Not a status: the job was abandoned (reset, unrealize); nothing reports. */
+/* Not statuses: the job was abandoned (reset, unrealize), or paused (VM stop). */
 #define ERR_ABANDONED UINT32_MAX
+#define ERR_PAUSED (UINT32_MAX - 1)
+
+/* What became of a run of run_job(). */
+typedef enum JobEnd {
+    JOB_REPORT,         /* finished: report it */
+    JOB_ABANDONED,      /* reset or unrealize: nothing reports */
+    JOB_PAUSED,         /* VM stop: s->progress and the queue say where */
+} JobEnd;
 
 /*
  * Host memory of a layer beyond guest RAM: the output bounce buffer plus
@@ -67,7 +73,17 @@ static int compute_cancelled(void *opaque)
     ComputeCtl *cc = opaque;
 
     return qatomic_read(&cc->s->generation) != cc->gen ||
-           qatomic_read(&cc->s->stopping);
+           qatomic_read(&cc->s->stopping) || !qatomic_read(&cc->s->vm_running);
+}
+
+/* Why the worker should stop now: JOB_ABANDONED, JOB_PAUSED, or JOB_REPORT
+ * (carry on). Lock held. */
+static JobEnd stop_reason(ConvAccelState *s, uint32_t gen)
+{
+    if (gen != s->generation || s->stopping) {
+        return JOB_ABANDONED;
+    }
+    return s->vm_running ? JOB_REPORT : JOB_PAUSED;
 }
 
 static bool dma_write(ConvAccelState *s, uint32_t gen, uint64_t addr,
@@ -521,7 +537,9 @@ static uint32_t run_layer(ConvAccelState *s, uint32_t gen, const Layer *l,
     }
     c->host_ns += get_clock() - t0;
     if (ret == CVC_CANCELLED) {
-        err = ERR_ABANDONED;
+        qemu_mutex_lock(&s->lock);
+        err = stop_reason(s, gen) == JOB_ABANDONED ? ERR_ABANDONED : ERR_PAUSED;
+        qemu_mutex_unlock(&s->lock);
     } else if (ret) {
         err = CONVACCEL_ERR_NO_MEMORY;
     } else if (!dma_write(s, gen, l->output, out, l->out_bytes)) {
@@ -538,23 +556,63 @@ out:
     return err;
 }
 
-/* Wait until a reset (generation change) or, with a deadline, until then. */
-static void wait_for_reset(ConvAccelState *s, uint32_t gen, int64_t deadline_ns)
+/*
+ * The job at queue index qi waits out its FAULT_DELAY: JOB_REPORT when it
+ * is over. A VM stop pauses it (the queue entry keeps what is left of the
+ * delay); a reset abandons it.
+ */
+static JobEnd job_delay(ConvAccelState *s, uint32_t gen, uint32_t qi,
+                        uint32_t delay_us)
 {
-    qemu_mutex_lock(&s->lock);
-    while (gen == s->generation && !s->stopping) {
-        if (deadline_ns < 0) {
-            qemu_cond_wait(&s->cond, &s->lock);
-        } else {
-            int64_t left = deadline_ns - get_clock();
+    int64_t deadline = get_clock() + (int64_t)delay_us * SCALE_US;
+    JobEnd end;
 
-            if (left <= 0) {
-                break;
-            }
-            qemu_cond_timedwait(&s->cond, &s->lock, MAX(1, left / SCALE_MS));
+    qemu_mutex_lock(&s->lock);
+    while ((end = stop_reason(s, gen)) == JOB_REPORT) {
+        int64_t left = deadline - get_clock();
+
+        if (left <= 0) {
+            s->queue[qi].delay_us = 0;
+            break;
         }
+        qemu_cond_timedwait(&s->cond, &s->lock, MAX(1, left / SCALE_MS));
+    }
+    if (end == JOB_PAUSED) {
+        s->queue[qi].delay_us = DIV_ROUND_UP(MAX(deadline - get_clock(), 0),
+                                             SCALE_US);
     }
     qemu_mutex_unlock(&s->lock);
+    return end;
+}
+
+/* The hang fault: wait for a reset. The worker's state is saved meanwhile. */
+static JobEnd job_hang(ConvAccelState *s, uint32_t gen)
+{
+    qemu_mutex_lock(&s->lock);
+    s->parked = true;
+    qemu_cond_broadcast(&s->cond);
+    while (gen == s->generation && !s->stopping) {
+        qemu_cond_wait(&s->cond, &s->lock);
+    }
+    qemu_mutex_unlock(&s->lock);
+    return JOB_ABANDONED;
+}
+
+/* Pause: record how far the job got. JOB_PAUSED, or JOB_ABANDONED. */
+static JobEnd pause_job(ConvAccelState *s, uint32_t gen, uint32_t tag,
+                        uint32_t layers_done, const JobCounters *c)
+{
+    JobEnd end = JOB_PAUSED;
+
+    trace_convaccel_job_pause(tag, layers_done);
+    qemu_mutex_lock(&s->lock);
+    if (stop_reason(s, gen) == JOB_ABANDONED) {
+        end = JOB_ABANDONED;
+    } else {
+        s->progress = (ConvAccelProgress) { .layers_done = layers_done, .c = *c };
+    }
+    qemu_mutex_unlock(&s->lock);
+    return end;
 }
 
 static void write_result(ConvAccelState *s, uint32_t gen, uint64_t addr,
@@ -579,12 +637,15 @@ static void write_result(ConvAccelState *s, uint32_t gen, uint64_t addr,
 }
 
 /*
- * Run the job; false if it was abandoned (reset, or the hang fault), in
- * which case nothing is reported.
+ * Run the job at queue index qi, a copy of which is *jp, or resume it from
+ * *from. With JOB_REPORT, *d is its completion; otherwise nothing reports.
  */
-static bool run_job(ConvAccelState *s, const ConvAccelJob *job, uint32_t gen,
-                    ConvAccelDone *d)
+static JobEnd run_job(ConvAccelState *s, uint32_t qi, const ConvAccelJob *jp,
+                      const ConvAccelProgress *fromp, uint32_t gen,
+                      ConvAccelDone *d)
 {
+    ConvAccelJob job = *jp;
+    ConvAccelProgress from = *fromp;
     uint8_t hdr[CONVACCEL_JOB_SIZE];
     g_autofree uint8_t *descs = NULL;
     g_autofree Layer *layers = NULL;
@@ -592,22 +653,22 @@ static bool run_job(ConvAccelState *s, const ConvAccelJob *job, uint32_t gen,
     uint64_t layers_addr, stats_addr, result_addr = 0;
     uint32_t i, flags, count = 0, done = 0, index = CONVACCEL_RESULT_LAYER_JOB;
     uint64_t work = 0;
+    JobEnd end;
 
     *d = (ConvAccelDone) { .layer = CONVACCEL_RESULT_LAYER_JOB,
-                           .lost_irq = job->faults & CONVACCEL_FAULT_LOST_IRQ };
-    if (job->delay_us) {
-        wait_for_reset(s, gen, get_clock() + (int64_t)job->delay_us * SCALE_US);
+                           .lost_irq = job.faults & CONVACCEL_FAULT_LOST_IRQ };
+    if (job.delay_us && (end = job_delay(s, gen, qi, job.delay_us)) != JOB_REPORT) {
+        return end;
     }
-    if (job->faults & CONVACCEL_FAULT_HANG) {
-        trace_convaccel_job_hang(job->addr);
-        wait_for_reset(s, gen, -1);
-        return false;
+    if (job.faults & CONVACCEL_FAULT_HANG) {
+        trace_convaccel_job_hang(job.addr);
+        return job_hang(s, gen);
     }
-    if (!dma_read(s, job->addr, hdr, sizeof(hdr))) {
+    if (!dma_read(s, job.addr, hdr, sizeof(hdr))) {
         qemu_log_mask(LOG_GUEST_ERROR, "convaccel: job descriptor at 0x%"
-                      PRIx64 " is not guest RAM\n", job->addr);
+                      PRIx64 " is not guest RAM\n", job.addr);
         d->status = CONVACCEL_ERR_DMA;
-        return true;
+        return JOB_REPORT;
     }
     d->tag = ldl_le_p(hdr + CONVACCEL_JOB_TAG_OFF);
     result_addr = ldq_le_p(hdr + CONVACCEL_JOB_RESULT_OFF);
@@ -615,7 +676,13 @@ static bool run_job(ConvAccelState *s, const ConvAccelJob *job, uint32_t gen,
     layers_addr = ldq_le_p(hdr + CONVACCEL_JOB_LAYERS_OFF);
     flags = ldl_le_p(hdr + CONVACCEL_JOB_FLAGS_OFF);
     stats_addr = ldq_le_p(hdr + CONVACCEL_JOB_STATS_OFF);
-    trace_convaccel_job_start(d->tag, job->addr, count);
+    if (from.layers_done) {
+        trace_convaccel_job_resume(d->tag, from.layers_done);
+        c = from.c;
+        done = from.layers_done;
+    } else {
+        trace_convaccel_job_start(d->tag, job.addr, count);
+    }
 
     if (ldl_le_p(hdr + CONVACCEL_JOB_MAGIC_OFF) != CONVACCEL_JOB_MAGIC) {
         d->status = CONVACCEL_ERR_MAGIC;
@@ -628,9 +695,9 @@ static bool run_job(ConvAccelState *s, const ConvAccelJob *job, uint32_t gen,
                !dma_range_ok(s, stats_addr, (uint64_t)count * CONVACCEL_STATS_SIZE,
                              true)) {
         d->status = CONVACCEL_ERR_DMA;
-    } else if (job->faults & CONVACCEL_FAULT_DMA_ERROR) {
+    } else if (job.faults & CONVACCEL_FAULT_DMA_ERROR) {
         d->status = CONVACCEL_ERR_DMA;
-    } else if (job->inject_error) {
+    } else if (job.inject_error) {
         d->status = CONVACCEL_ERR_INJECTED;
     } else {
         descs = g_malloc((size_t)count * CONVACCEL_LAYER_SIZE);
@@ -638,24 +705,32 @@ static bool run_job(ConvAccelState *s, const ConvAccelJob *job, uint32_t gen,
         if (!dma_read(s, layers_addr, descs, (uint64_t)count * CONVACCEL_LAYER_SIZE)) {
             d->status = CONVACCEL_ERR_DMA;
         }
-        /* the whole job is checked before anything runs */
+        /* the whole job is checked before anything runs (again on resume) */
         for (i = 0; i < count && !d->status; i++) {
             parse_layer(descs + (size_t)i * CONVACCEL_LAYER_SIZE, &layers[i]);
             d->status = check_layer(s, &layers[i], i, &work);
             index = i;
         }
-        for (i = 0; i < count && !d->status; i++) {
+        for (i = done; i < count && !d->status; i++) {
             JobCounters before = c;
 
             index = i;
             d->status = run_layer(s, gen, &layers[i], &c);
             if (d->status == ERR_ABANDONED) {
-                return false;
+                return JOB_ABANDONED;
+            }
+            if (d->status == ERR_PAUSED) {
+                /* this layer wrote nothing: it runs again on resume */
+                return pause_job(s, gen, d->tag, i, &before);
             }
             done += !d->status;
             if (flags & CONVACCEL_JOB_FLAG_STATS) {
                 write_layer_stats(s, gen, stats_addr + (uint64_t)i * CONVACCEL_STATS_SIZE,
                                   &before, &c);
+            }
+            /* a VM stop pauses the job at the next layer boundary */
+            if (!d->status && i + 1 < count && !qatomic_read(&s->vm_running)) {
+                return pause_job(s, gen, d->tag, i + 1, &c);
             }
         }
     }
@@ -669,9 +744,16 @@ static bool run_job(ConvAccelState *s, const ConvAccelJob *job, uint32_t gen,
     }
     write_result(s, gen, result_addr, d, done, &c);
     trace_convaccel_job_end(d->tag, d->status, c.macs, c.host_ns, c.cycles);
-    return true;
+    return JOB_REPORT;
 }
 
+/*
+ * The worker runs the queue's jobs in order while the VM runs. On a VM stop
+ * it parks (convaccel_vm_state_change waits for that): between jobs, in a
+ * job's delay, at a layer boundary, or in a layer's compute (which then
+ * runs again, from its start, on resume). s->progress and the queue then
+ * hold all its state, which migrates.
+ */
 void *convaccel_worker(void *opaque)
 {
     ConvAccelState *s = opaque;
@@ -679,21 +761,27 @@ void *convaccel_worker(void *opaque)
     rcu_register_thread();
     qemu_mutex_lock(&s->lock);
     while (!s->stopping) {
-        ConvAccelJob job;
+        ConvAccelProgress from;
         ConvAccelDone done;
-        uint32_t gen;
-        bool report;
+        ConvAccelJob job;
+        uint32_t gen, qi;
+        JobEnd end;
 
         /* the jobs at the head of the queue that are done wait for done_bh */
-        if (s->done_count == s->q_count) {
+        if (s->done_count == s->q_count || !s->vm_running) {
+            s->parked = true;
+            qemu_cond_broadcast(&s->cond);
             qemu_cond_wait(&s->cond, &s->lock);
             continue;
         }
-        job = s->queue[(s->q_head + s->done_count) % CONVACCEL_QUEUE_DEPTH_VALUE];
+        s->parked = false;
+        qi = (s->q_head + s->done_count) % CONVACCEL_QUEUE_DEPTH_VALUE;
+        job = s->queue[qi];
+        from = s->progress;
         gen = s->generation;
         qemu_mutex_unlock(&s->lock);
 
-        report = run_job(s, &job, gen, &done);
+        end = run_job(s, qi, &job, &from, gen, &done);
         if (s->scratch_size > KEEP_BOUNCE_BYTES) {
             g_free(s->scratch_buf);         /* idle devices keep no GiB */
             s->scratch_buf = NULL;
@@ -701,11 +789,14 @@ void *convaccel_worker(void *opaque)
         }
 
         qemu_mutex_lock(&s->lock);
-        if (report && gen == s->generation && !s->stopping) {
+        if (end == JOB_REPORT && gen == s->generation && !s->stopping) {
             s->done[s->done_count++] = done;
+            s->progress = (ConvAccelProgress) { 0 };
             qemu_bh_schedule(s->done_bh);
         }
     }
+    s->parked = true;
+    qemu_cond_broadcast(&s->cond);
     qemu_mutex_unlock(&s->lock);
     rcu_unregister_thread();
     return NULL;

@@ -39,6 +39,7 @@ static void convaccel_reset_state(ConvAccelState *s)
     s->q_head = 0;
     s->q_count = 0;
     s->done_count = 0;
+    s->progress = (ConvAccelProgress) { 0 };
     qemu_cond_broadcast(&s->cond);
     /* a write chunk in flight ends soon (direct RAM, no BQL needed): wait */
     while (s->dma_writers) {
@@ -333,6 +334,27 @@ static const MemoryRegionOps convaccel_ops = {
     },
 };
 
+/*
+ * The worker runs jobs only while the VM runs. On a stop it parks (at the
+ * latest within a compute tile, or after a layer's output write), so that
+ * no write to guest RAM lands after RAM's final dirty sync and the queue,
+ * the completions and the running job's progress can be saved.
+ */
+static void convaccel_vm_state_change(void *opaque, bool running,
+                                      RunState state)
+{
+    ConvAccelState *s = opaque;
+
+    qemu_mutex_lock(&s->lock);
+    trace_convaccel_vm_state(running, s->q_count);
+    qatomic_set(&s->vm_running, running);
+    qemu_cond_broadcast(&s->cond);
+    while (!running && !s->parked) {
+        qemu_cond_wait(&s->cond, &s->lock);
+    }
+    qemu_mutex_unlock(&s->lock);
+}
+
 static void convaccel_realize(DeviceState *dev, Error **errp)
 {
     ConvAccelState *s = CONVACCEL(dev);
@@ -357,6 +379,8 @@ static void convaccel_realize(DeviceState *dev, Error **errp)
     qemu_cond_init(&s->cond);
     s->done_bh = qemu_bh_new_guarded(convaccel_done_bh, s,
                                      &dev->mem_reentrancy_guard);
+    s->vm_running = runstate_is_running();
+    s->vmse = qemu_add_vm_change_state_handler(convaccel_vm_state_change, s);
     qemu_thread_create(&s->thread, "convaccel", convaccel_worker, s,
                        QEMU_THREAD_JOINABLE);
 }
@@ -365,6 +389,7 @@ static void convaccel_unrealize(DeviceState *dev)
 {
     ConvAccelState *s = CONVACCEL(dev);
 
+    qemu_del_vm_change_state_handler(s->vmse);
     qemu_mutex_lock(&s->lock);
     qatomic_set(&s->stopping, true);
     qatomic_inc(&s->generation);
@@ -385,13 +410,103 @@ static void convaccel_reset_hold(Object *obj, ResetType type)
 static int convaccel_pre_save(void *opaque)
 {
     ConvAccelState *s = opaque;
+    bool parked;
 
-    if (convaccel_status(s) & CONVACCEL_STATUS_BUSY) {
-        error_report("convaccel: cannot save state while a job runs");
+    qemu_mutex_lock(&s->lock);
+    parked = s->parked;
+    qemu_mutex_unlock(&s->lock);
+    if (!parked) {      /* the VM runs: never during migration or savevm */
+        error_report("convaccel: cannot save state while the VM runs a job");
         return -EBUSY;
     }
     return 0;
 }
+
+static bool convaccel_queue_needed(void *opaque)
+{
+    ConvAccelState *s = opaque;
+
+    return s->q_count != 0;
+}
+
+static int convaccel_queue_post_load(void *opaque, int version_id)
+{
+    ConvAccelState *s = opaque;
+    uint32_t i;
+
+    if (s->q_head >= CONVACCEL_QUEUE_DEPTH_VALUE ||
+        s->q_count > CONVACCEL_QUEUE_DEPTH_VALUE || s->done_count > s->q_count ||
+        s->progress.layers_done > CONVACCEL_MAX_LAYERS_VALUE) {
+        return -EINVAL;
+    }
+    for (i = 0; i < CONVACCEL_QUEUE_DEPTH_VALUE; i++) {
+        if ((s->queue[i].faults & ~CONVACCEL_FAULT_ALL) ||
+            s->queue[i].delay_us > CONVACCEL_FAULT_DELAY_MAX_US ||
+            s->done[i].status >= CONVACCEL_ERR_COUNT) {
+            return -EINVAL;
+        }
+    }
+    if (s->done_count) {
+        qemu_bh_schedule(s->done_bh);
+    }
+    /* the worker is parked (the VM is not running): it resumes on start */
+    return 0;
+}
+
+static const VMStateDescription vmstate_convaccel_job = {
+    .name = TYPE_CONVACCEL "/job",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = (const VMStateField[]) {
+        VMSTATE_UINT64(addr, ConvAccelJob),
+        VMSTATE_UINT32(faults, ConvAccelJob),
+        VMSTATE_UINT32(delay_us, ConvAccelJob),
+        VMSTATE_BOOL(inject_error, ConvAccelJob),
+        VMSTATE_END_OF_LIST()
+    },
+};
+
+static const VMStateDescription vmstate_convaccel_done = {
+    .name = TYPE_CONVACCEL "/done",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .fields = (const VMStateField[]) {
+        VMSTATE_UINT32(status, ConvAccelDone),
+        VMSTATE_UINT32(layer, ConvAccelDone),
+        VMSTATE_UINT32(tag, ConvAccelDone),
+        VMSTATE_BOOL(lost_irq, ConvAccelDone),
+        VMSTATE_END_OF_LIST()
+    },
+};
+
+/*
+ * Jobs in flight: the queue (with what is left of each job's delay), the
+ * finished jobs done_bh has not published, and how far the running job got.
+ * The destination resumes the running job at that layer.
+ */
+static const VMStateDescription vmstate_convaccel_queue = {
+    .name = TYPE_CONVACCEL "/queue",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .needed = convaccel_queue_needed,
+    .post_load = convaccel_queue_post_load,
+    .fields = (const VMStateField[]) {
+        VMSTATE_STRUCT_ARRAY(queue, ConvAccelState, CONVACCEL_QUEUE_DEPTH_VALUE,
+                             1, vmstate_convaccel_job, ConvAccelJob),
+        VMSTATE_UINT32(q_head, ConvAccelState),
+        VMSTATE_UINT32(q_count, ConvAccelState),
+        VMSTATE_STRUCT_ARRAY(done, ConvAccelState, CONVACCEL_QUEUE_DEPTH_VALUE,
+                             1, vmstate_convaccel_done, ConvAccelDone),
+        VMSTATE_UINT32(done_count, ConvAccelState),
+        VMSTATE_UINT32(progress.layers_done, ConvAccelState),
+        VMSTATE_UINT64(progress.c.macs, ConvAccelState),
+        VMSTATE_UINT64(progress.c.bytes_read, ConvAccelState),
+        VMSTATE_UINT64(progress.c.bytes_written, ConvAccelState),
+        VMSTATE_UINT64(progress.c.host_ns, ConvAccelState),
+        VMSTATE_UINT64(progress.c.cycles, ConvAccelState),
+        VMSTATE_END_OF_LIST()
+    },
+};
 
 static const VMStateDescription vmstate_convaccel = {
     .name = TYPE_CONVACCEL,
@@ -412,6 +527,10 @@ static const VMStateDescription vmstate_convaccel = {
         VMSTATE_UINT32(fault_error_after, ConvAccelState),
         VMSTATE_BOOL(overflow, ConvAccelState),
         VMSTATE_END_OF_LIST()
+    },
+    .subsections = (const VMStateDescription * const []) {
+        &vmstate_convaccel_queue,
+        NULL
     },
 };
 

@@ -8,6 +8,7 @@
 
 #include "hw/sysbus.h"
 #include "qemu/thread.h"
+#include "system/runstate.h"
 #include "qom/object.h"
 #include "convaccel_regs.h"
 
@@ -21,6 +22,20 @@ typedef struct ConvAccelJob {
     uint32_t delay_us;
     bool inject_error;
 } ConvAccelJob;
+
+/* A job's counters, as its result record reports them. */
+typedef struct ConvAccelCounters {
+    uint64_t macs, bytes_read, bytes_written, host_ns, cycles;
+} ConvAccelCounters;
+
+/*
+ * How far the running job got when the worker paused (VM stop): it resumes
+ * there, also on a migration's destination. Zero when it has not started.
+ */
+typedef struct ConvAccelProgress {
+    uint32_t layers_done;
+    ConvAccelCounters c;
+} ConvAccelProgress;
 
 /* A finished job, waiting for the main loop to publish it. */
 typedef struct ConvAccelDone {
@@ -62,9 +77,13 @@ struct ConvAccelState {
     uint32_t done_count;    /* the first done_count queued jobs are finished */
     uint32_t generation;    /* bumped by reset: older work is discarded */
     uint32_t dma_writers;   /* guest-memory write chunks in flight */
+    ConvAccelProgress progress; /* of the job after the done ones */
+    bool vm_running;        /* the worker runs jobs only while the VM runs */
+    bool parked;            /* the worker waits, its state saved above */
     bool stopping;
     QemuThread thread;
     QEMUBH *done_bh;
+    VMChangeStateEntry *vmse;
 
     /* the worker's own */
     float *scratch_buf;
