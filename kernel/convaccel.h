@@ -15,6 +15,7 @@
 #include <linux/mutex.h>
 #include <linux/poll.h>
 #include <linux/spinlock.h>
+#include <linux/srcu.h>
 #include <linux/wait.h>
 #include <linux/workqueue.h>
 #include <linux/xarray.h>
@@ -23,7 +24,14 @@
 #include "convaccel_regs.h"
 
 #define CONVACCEL_MAX_BUFFER_MB		256
+#define CONVACCEL_MAX_BUFFERS_PER_FILE	4096
 #define CONVACCEL_MAX_JOBS_PER_FILE	64
+/* Job budgets: shorter or longer requests are clamped to this range. */
+#define CONVACCEL_TIMEOUT_MIN_MS	50
+#define CONVACCEL_TIMEOUT_MAX_MS	60000
+/* The most the driver believes of the device's limit registers. */
+#define CONVACCEL_DRV_MAX_QUEUE_DEPTH	16
+#define CONVACCEL_DRV_MAX_LAYERS	1024
 
 /**
  * struct convaccel_stats - counters shown in sysfs
@@ -58,8 +66,12 @@ struct convaccel_stats {
  * @hw_caps: CAPS register
  * @limits: the device's limit registers, in &struct convaccel_info units
  * @timeout_ms: default job budget
+ * @max_memory: bytes all buffers together may hold
+ * @srcu: ioctls and mmap run inside it; unbind waits for them after
+ *	setting @dead, so nothing uses the device after that (drm_dev_enter)
  * @lock: protects everything below, and the job lists of every file
  * @dead: the device was unbound; only teardown may touch it
+ * @open_files: every open file, for unbind (ca->lock)
  * @files: files with pending jobs, in round-robin order
  * @hw_jobs: jobs on the device, oldest (running) first
  * @hw_count: number of @hw_jobs
@@ -69,6 +81,8 @@ struct convaccel_stats {
  * @stats: counters
  * @buffers: live buffers (also after their file closed, while mapped)
  * @buffer_bytes: bytes of live buffers
+ * @buf_lock: protects @buffer_list and every buffer's memory
+ * @buffer_list: every live buffer; unbind frees their memory
  * @timeout_work: checks the running job against its budget
  * @irq_count: interrupts handled
  * @soft_irq: completed when the interrupt handler sees INT_STATUS.SOFT
@@ -86,9 +100,12 @@ struct convaccel_dev {
 	u32 hw_caps;
 	struct convaccel_info limits;
 	unsigned int timeout_ms;
+	u64 max_memory;
+	struct srcu_struct srcu;
 
 	struct mutex lock;	/* guards all below, and every file's job lists */
 	bool dead;
+	struct list_head open_files;
 	struct list_head files;
 	struct list_head hw_jobs;
 	unsigned int hw_count;
@@ -98,6 +115,8 @@ struct convaccel_dev {
 	struct convaccel_stats stats;
 	atomic_t buffers;
 	atomic64_t buffer_bytes;
+	struct mutex buf_lock;	/* guards buffer_list and buffers' memory */
+	struct list_head buffer_list;
 
 	struct delayed_work timeout_work;
 	atomic64_t irq_count;
@@ -109,8 +128,13 @@ struct convaccel_dev {
  * struct convaccel_file - one open file: its buffers and jobs
  * @ref: the file itself and each of its unfinished jobs
  * @ca: the device
+ * @mapping: the file's address space, whose mappings unbind tears down
+ * @node: entry in ca->open_files until release (ca->lock)
+ * @released: the file was closed; its jobs on the device end at a reset
+ *	instead of running again (ca->lock)
  * @buffers: handle -> &struct convaccel_buffer
  * @jobs: job id -> &struct convaccel_job, until WAIT retires it
+ * @next_job_id: where the cyclic job id allocation goes on
  * @pending: jobs not yet on the device, in submission order (ca->lock)
  * @rr: entry in ca->files while @pending is not empty (ca->lock)
  * @unfinished: jobs submitted and not yet retired (ca->lock)
@@ -123,8 +147,12 @@ struct convaccel_dev {
 struct convaccel_file {
 	struct kref ref;
 	struct convaccel_dev *ca;
+	struct address_space *mapping;
+	struct list_head node;
+	bool released;
 	struct xarray buffers;
 	struct xarray jobs;
+	u32 next_job_id;
 	struct list_head pending;
 	struct list_head rr;
 	unsigned int unfinished;
@@ -142,13 +170,15 @@ struct convaccel_file {
  * struct convaccel_buffer - device memory owned by a file
  * @ref: the handle, each mapping and each job that uses it
  * @ca: the device that allocated it
+ * @node: entry in ca->buffer_list while it has memory (ca->buf_lock)
  * @size: bytes (page aligned)
- * @vaddr: kernel address
+ * @vaddr: kernel address; NULL once unbind freed the memory
  * @dma: device address
  */
 struct convaccel_buffer {
 	struct kref ref;
 	struct convaccel_dev *ca;
+	struct list_head node;
 	size_t size;
 	void *vaddr;
 	dma_addr_t dma;
@@ -168,6 +198,7 @@ int convaccel_ioctl_buffer_destroy(struct convaccel_file *cf, void __user *arg);
 struct convaccel_buffer *convaccel_buffer_lookup(struct convaccel_file *cf, u32 handle);
 void convaccel_buffer_put(struct convaccel_buffer *buf);
 void convaccel_buffers_release(struct convaccel_file *cf);
+void convaccel_buffers_unplug(struct convaccel_dev *ca);
 int convaccel_mmap(struct file *file, struct vm_area_struct *vma);
 
 /* convaccel_job.c */
@@ -178,6 +209,8 @@ void convaccel_jobs_release(struct convaccel_file *cf);
 void convaccel_jobs_complete(struct convaccel_dev *ca);
 void convaccel_jobs_init(struct convaccel_dev *ca);
 void convaccel_jobs_shutdown(struct convaccel_dev *ca);
+void convaccel_cmd_caches_unplug(struct convaccel_dev *ca);
+unsigned int convaccel_clamp_timeout(unsigned int ms);
 void convaccel_recover(struct convaccel_dev *ca, const char *why);
 void convaccel_timeout_work(struct work_struct *work);
 

@@ -23,9 +23,48 @@
 
 #define CONVACCEL_IRQ_TEST_TIMEOUT_MS	1000
 
+/* A module parameter in [min, max]: anything else fails insmod with EINVAL. */
+static int param_set_ranged(const char *val, const struct kernel_param *kp,
+			    unsigned int min, unsigned int max)
+{
+	unsigned int v;
+	int ret = kstrtouint(val, 0, &v);
+
+	if (ret)
+		return ret;
+	if (v < min || v > max)
+		return -EINVAL;
+	*(unsigned int *)kp->arg = v;
+	return 0;
+}
+
+static int param_set_timeout(const char *val, const struct kernel_param *kp)
+{
+	return param_set_ranged(val, kp, CONVACCEL_TIMEOUT_MIN_MS, CONVACCEL_TIMEOUT_MAX_MS);
+}
+
+static int param_set_memory(const char *val, const struct kernel_param *kp)
+{
+	return param_set_ranged(val, kp, 1, 1U << 20);
+}
+
+static const struct kernel_param_ops timeout_ops = {
+	.set = param_set_timeout,
+	.get = param_get_uint,
+};
+
+static const struct kernel_param_ops memory_ops = {
+	.set = param_set_memory,
+	.get = param_get_uint,
+};
+
 static unsigned int timeout_ms = 2000;
-module_param(timeout_ms, uint, 0444);
-MODULE_PARM_DESC(timeout_ms, "default job time budget on the device, ms (default 2000)");
+module_param_cb(timeout_ms, &timeout_ops, &timeout_ms, 0444);
+MODULE_PARM_DESC(timeout_ms, "default job time budget on the device, ms (50..60000, default 2000)");
+
+static unsigned int max_memory_mb = 1024;
+module_param_cb(max_memory_mb, &memory_ops, &max_memory_mb, 0444);
+MODULE_PARM_DESC(max_memory_mb, "device memory all buffers may hold together, MiB (1..1048576, default 1024)");
 
 static DEFINE_IDA(convaccel_ida);
 
@@ -43,6 +82,7 @@ static void convaccel_dev_release(struct kref *ref)
 {
 	struct convaccel_dev *ca = container_of(ref, struct convaccel_dev, ref);
 
+	cleanup_srcu_struct(&ca->srcu);
 	put_device(ca->dev);
 	kfree(ca);
 }
@@ -128,7 +168,16 @@ static int convaccel_open(struct inode *inode, struct file *file)
 	INIT_LIST_HEAD(&cf->rr);
 	init_waitqueue_head(&cf->wq);
 	spin_lock_init(&cf->cmd_lock);
+	cf->mapping = file->f_mapping;
+	mutex_lock(&ca->lock);
+	if (ca->dead) {
+		mutex_unlock(&ca->lock);
+		kfree(cf);
+		return -ENODEV;
+	}
+	list_add_tail(&cf->node, &ca->open_files);
 	kref_get(&ca->ref);
+	mutex_unlock(&ca->lock);
 	cf->ca = ca;
 	file->private_data = cf;
 	return 0;
@@ -138,7 +187,7 @@ static int convaccel_release(struct inode *inode, struct file *file)
 {
 	struct convaccel_file *cf = file->private_data;
 
-	convaccel_jobs_release(cf);
+	convaccel_jobs_release(cf);	/* also takes cf off ca->open_files */
 	convaccel_buffers_release(cf);
 	convaccel_file_put(cf);
 	return 0;
@@ -148,6 +197,7 @@ static int convaccel_ioctl_info(struct convaccel_dev *ca, void __user *arg)
 {
 	struct convaccel_info info = ca->limits;
 
+	info.timeout_ms = READ_ONCE(ca->timeout_ms);
 	info.irq_count = atomic64_read(&ca->irq_count);
 	return copy_to_user(arg, &info, sizeof(info)) ? -EFAULT : 0;
 }
@@ -157,23 +207,35 @@ static long convaccel_ioctl(struct file *file, unsigned int cmd,
 {
 	struct convaccel_file *cf = file->private_data;
 	void __user *uarg = (void __user *)arg;
+	long ret = -ENODEV;
+	int idx;
 
+	/* unbind sets dead, then waits for every section like this one */
+	idx = srcu_read_lock(&cf->ca->srcu);
 	if (READ_ONCE(cf->ca->dead))
-		return -ENODEV;
+		goto out;
 	switch (cmd) {
 	case CONVACCEL_IOCTL_INFO:
-		return convaccel_ioctl_info(cf->ca, uarg);
+		ret = convaccel_ioctl_info(cf->ca, uarg);
+		break;
 	case CONVACCEL_IOCTL_BUFFER_CREATE:
-		return convaccel_ioctl_buffer_create(cf, uarg);
+		ret = convaccel_ioctl_buffer_create(cf, uarg);
+		break;
 	case CONVACCEL_IOCTL_BUFFER_DESTROY:
-		return convaccel_ioctl_buffer_destroy(cf, uarg);
+		ret = convaccel_ioctl_buffer_destroy(cf, uarg);
+		break;
 	case CONVACCEL_IOCTL_SUBMIT:
-		return convaccel_ioctl_submit(cf, uarg);
+		ret = convaccel_ioctl_submit(cf, uarg);
+		break;
 	case CONVACCEL_IOCTL_WAIT:
-		return convaccel_ioctl_wait(cf, uarg);
+		ret = convaccel_ioctl_wait(cf, uarg);
+		break;
 	default:
-		return -ENOTTY;
+		ret = -ENOTTY;
 	}
+out:
+	srcu_read_unlock(&cf->ca->srcu, idx);
+	return ret;
 }
 
 static const struct file_operations convaccel_fops = {
@@ -247,7 +309,7 @@ static ssize_t timeout_ms_store(struct device *dev,
 
 	if (ret)
 		return ret;
-	if (val < 10 || val > 600000)
+	if (val < CONVACCEL_TIMEOUT_MIN_MS || val > CONVACCEL_TIMEOUT_MAX_MS)
 		return -EINVAL;
 	WRITE_ONCE(ca->timeout_ms, val);
 	return count;
@@ -301,6 +363,20 @@ static struct attribute *convaccel_attrs[] = {
 };
 ATTRIBUTE_GROUPS(convaccel);
 
+/*
+ * A limit register, believed only up to what the driver itself can handle:
+ * the driver sizes allocations and loops by these.
+ */
+static u32 convaccel_read_limit(struct convaccel_dev *ca, u32 reg, u32 max)
+{
+	u32 v = convaccel_read(ca, reg);
+
+	if (v >= 1 && v <= max)
+		return v;
+	dev_warn(ca->dev, "limit register 0x%03x reads %u; using %u\n", reg, v, max);
+	return max;
+}
+
 static void convaccel_read_limits(struct convaccel_dev *ca)
 {
 	struct convaccel_info *l = &ca->limits;
@@ -310,16 +386,25 @@ static void convaccel_read_limits(struct convaccel_dev *ca)
 	l->hw_version = ca->hw_version;
 	l->hw_caps = ca->hw_caps;
 	l->instance = ca->instance;
-	l->queue_depth = convaccel_read(ca, CONVACCEL_REG_QUEUE_DEPTH);
-	l->max_kernel = convaccel_read(ca, CONVACCEL_REG_MAX_KERNEL);
-	l->max_pad = convaccel_read(ca, CONVACCEL_REG_MAX_PAD);
-	l->max_channels = convaccel_read(ca, CONVACCEL_REG_MAX_CHANNELS);
-	l->max_dim = convaccel_read(ca, CONVACCEL_REG_MAX_DIM);
-	l->max_layers = convaccel_read(ca, CONVACCEL_REG_MAX_LAYERS);
-	l->max_tensor_mb = convaccel_read(ca, CONVACCEL_REG_MAX_TENSOR_MB);
+	l->queue_depth = convaccel_read_limit(ca, CONVACCEL_REG_QUEUE_DEPTH,
+					      CONVACCEL_DRV_MAX_QUEUE_DEPTH);
+	l->max_kernel = convaccel_read_limit(ca, CONVACCEL_REG_MAX_KERNEL,
+					     CONVACCEL_MAX_KERNEL_VALUE);
+	l->max_pad = convaccel_read_limit(ca, CONVACCEL_REG_MAX_PAD, CONVACCEL_MAX_PAD_VALUE);
+	l->max_channels = convaccel_read_limit(ca, CONVACCEL_REG_MAX_CHANNELS,
+					       CONVACCEL_MAX_CHANNELS_VALUE);
+	l->max_dim = convaccel_read_limit(ca, CONVACCEL_REG_MAX_DIM, CONVACCEL_MAX_DIM_VALUE);
+	l->max_layers = convaccel_read_limit(ca, CONVACCEL_REG_MAX_LAYERS,
+					     CONVACCEL_DRV_MAX_LAYERS);
+	l->max_tensor_mb = convaccel_read_limit(ca, CONVACCEL_REG_MAX_TENSOR_MB,
+						CONVACCEL_MAX_TENSOR_MB_VALUE);
 	l->max_buffer_mb = CONVACCEL_MAX_BUFFER_MB;
 	l->timeout_ms = ca->timeout_ms;
 	l->model_clock_mhz = CONVACCEL_MODEL_CLOCK_MHZ;
+	l->max_buffers = CONVACCEL_MAX_BUFFERS_PER_FILE;
+	l->max_memory_mb = ca->max_memory >> 20;
+	l->timeout_min_ms = CONVACCEL_TIMEOUT_MIN_MS;
+	l->timeout_max_ms = CONVACCEL_TIMEOUT_MAX_MS;
 }
 
 static void convaccel_put_action(void *data)
@@ -392,14 +477,24 @@ static int convaccel_probe(struct platform_device *pdev)
 	if (!ca)
 		return -ENOMEM;
 	kref_init(&ca->ref);
+	ret = init_srcu_struct(&ca->srcu);
+	if (ret) {
+		kfree(ca);
+		return ret;
+	}
 	ca->dev = get_device(dev);
 	ret = devm_add_action_or_reset(dev, convaccel_put_action, ca);
 	if (ret)
 		return ret;
 	mutex_init(&ca->lock);
+	mutex_init(&ca->buf_lock);
+	INIT_LIST_HEAD(&ca->open_files);
+	INIT_LIST_HEAD(&ca->buffer_list);
 	init_completion(&ca->soft_irq);
 	convaccel_jobs_init(ca);
 	ca->timeout_ms = timeout_ms;
+	ca->max_memory = (u64)max_memory_mb << 20;
+	platform_set_drvdata(pdev, ca);
 
 	res = platform_get_resource(pdev, IORESOURCE_MEM, 0);
 	if (!res)
@@ -469,6 +564,15 @@ static int convaccel_probe(struct platform_device *pdev)
 	return 0;
 }
 
+/* Power-off or kexec: stop the device's DMA and interrupts. */
+static void convaccel_platform_shutdown(struct platform_device *pdev)
+{
+	struct convaccel_dev *ca = platform_get_drvdata(pdev);
+
+	if (ca)
+		convaccel_hw_quiesce(ca);
+}
+
 static const struct of_device_id convaccel_of_match[] = {
 	{ .compatible = "qemu,convaccel" },
 	{ }
@@ -477,6 +581,7 @@ MODULE_DEVICE_TABLE(of, convaccel_of_match);
 
 static struct platform_driver convaccel_driver = {
 	.probe = convaccel_probe,
+	.shutdown = convaccel_platform_shutdown,
 	.driver = {
 		.name = "convaccel",
 		.of_match_table = convaccel_of_match,

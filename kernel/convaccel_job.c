@@ -12,18 +12,23 @@
  *
  * A job that runs over its budget gets the device reset: it ends with
  * TIMEOUT, and the other jobs that were on the device are queued again at
- * the front of their files' queues.
+ * the front of their files' queues (those of closed files end with RESET).
+ *
+ * A job's command buffer is needed only while the job is queued: when it
+ * ends, its result and per-layer statistics are copied into the job and
+ * the command buffer goes back to the file's cache.
  */
 #include <linux/dma-mapping.h>
 #include <linux/overflow.h>
 #include <linux/poll.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
-#include <asm/unaligned.h>
 
 #include "convaccel.h"
+#include "convaccel_compat.h"
 
-#define CONVACCEL_MAX_TIMEOUT_MS	600000
+/* What a job reports when it failed as a whole, not at one layer. */
+#define CONVACCEL_NO_LAYER	0xffffffffU
 
 /* uapi and hardware share the meaning of these codes: keep them equal. */
 static_assert(CONVACCEL_OP_CONV == CONVACCEL_LAYER_OP_CONV);
@@ -39,6 +44,7 @@ static_assert(sizeof(struct convaccel_layer) == 152);
 static_assert(sizeof(struct convaccel_submit) == 32);
 static_assert(sizeof(struct convaccel_wait) == 96);
 static_assert(sizeof(struct convaccel_layer_stats) == 32);
+static_assert(CONVACCEL_DRV_MAX_LAYERS <= CONVACCEL_MAX_LAYERS_VALUE);
 
 enum convaccel_job_state {
 	CONVACCEL_JOB_PENDING,
@@ -62,6 +68,7 @@ enum convaccel_job_state {
  * @timeout_ms: budget on the device
  * @submitted: when SUBMIT queued it
  * @result: what WAIT returns, valid in state DONE
+ * @stats: per-layer statistics, @layer_count of them, valid in state DONE
  */
 struct convaccel_job {
 	struct kref ref;
@@ -78,6 +85,7 @@ struct convaccel_job {
 	unsigned int timeout_ms;
 	ktime_t submitted;
 	struct convaccel_wait result;
+	struct convaccel_layer_stats *stats;
 };
 
 /* The command buffer: header, layers, result record, per-layer statistics. */
@@ -140,10 +148,35 @@ static void convaccel_cmd_put(struct convaccel_file *cf, struct convaccel_job *j
  */
 void convaccel_cmd_cache_drop(struct convaccel_file *cf)
 {
-	if (cf->cmd_cache.vaddr)
-		dma_free_coherent(cf->ca->dev, cf->cmd_cache.size, cf->cmd_cache.vaddr,
-				  cf->cmd_cache.dma);
-	cf->cmd_cache.vaddr = NULL;
+	struct convaccel_cmd old = { };
+
+	spin_lock(&cf->cmd_lock);
+	swap(old, cf->cmd_cache);
+	spin_unlock(&cf->cmd_lock);
+	if (old.vaddr)
+		dma_free_coherent(cf->ca->dev, old.size, old.vaddr, old.dma);
+}
+
+/**
+ * convaccel_cmd_caches_unplug() - free the cached command buffers (unbind)
+ * @ca: the device, dead: no job is queued or built any more
+ */
+void convaccel_cmd_caches_unplug(struct convaccel_dev *ca)
+{
+	struct convaccel_file *cf;
+
+	mutex_lock(&ca->lock);
+	list_for_each_entry(cf, &ca->open_files, node)
+		convaccel_cmd_cache_drop(cf);
+	mutex_unlock(&ca->lock);
+}
+
+/* The command buffer of an ended job is not needed any more. */
+static void convaccel_job_release_cmd(struct convaccel_job *job)
+{
+	if (job->cmd)
+		convaccel_cmd_put(job->cf, job);
+	job->cmd = NULL;
 }
 
 static void convaccel_job_free(struct kref *ref)
@@ -153,6 +186,7 @@ static void convaccel_job_free(struct kref *ref)
 
 	convaccel_job_drop_buffers(job);
 	kfree(job->bufs);
+	kfree(job->stats);
 	if (job->cmd)
 		convaccel_cmd_put(cf, job);
 	kfree(job);
@@ -176,6 +210,62 @@ static int tensor_bytes(u32 a, u32 b, u32 c, u32 d, u64 *bytes)
 	    check_mul_overflow(v, (u64)c, &v) || check_mul_overflow(v, (u64)d, &v))
 		return -EOVERFLOW;
 	*bytes = v;
+	return 0;
+}
+
+/* Output size along one axis, or 0 if the kernel does not fit (as the device). */
+static u64 out_size(u32 in, u32 pad_a, u32 pad_b, u32 k, u32 stride, u32 dil)
+{
+	u64 padded = (u64)in + pad_a + pad_b;
+	u64 span = (u64)dil * (k - 1) + 1;
+
+	return padded < span ? 0 : div_u64(padded - span, stride) + 1;
+}
+
+static bool lim_ok(u32 v, u32 lo, u32 hi)
+{
+	return v >= lo && v <= hi;
+}
+
+/*
+ * The layer's geometry, checked as docs/hardware.md says the device checks
+ * it: the output size follows from the input, so the extents the driver
+ * checks against the buffers are the ones the device will touch.
+ */
+static int check_geometry(const struct convaccel_info *lim,
+			  const struct convaccel_layer *l)
+{
+	bool conv = l->op == CONVACCEL_OP_CONV;
+	u32 maxk = lim->max_kernel;
+
+	if (!conv && l->op != CONVACCEL_OP_MAXPOOL && l->op != CONVACCEL_OP_AVGPOOL)
+		return -EINVAL;
+	if (!lim_ok(l->n, 1, lim->max_dim) || !lim_ok(l->h_in, 1, lim->max_dim) ||
+	    !lim_ok(l->w_in, 1, lim->max_dim) || !lim_ok(l->h_out, 1, lim->max_dim) ||
+	    !lim_ok(l->w_out, 1, lim->max_dim) ||
+	    !lim_ok(l->c_in, 1, lim->max_channels) ||
+	    !lim_ok(l->c_out, 1, lim->max_channels))
+		return -EINVAL;
+	if (!lim_ok(l->kh, 1, maxk) || !lim_ok(l->kw, 1, maxk) ||
+	    !lim_ok(l->stride_h, 1, maxk) || !lim_ok(l->stride_w, 1, maxk) ||
+	    !lim_ok(l->dil_h, 1, maxk) || !lim_ok(l->dil_w, 1, maxk))
+		return -EINVAL;
+	if (max(max(l->pad_top, l->pad_bottom), max(l->pad_left, l->pad_right)) >
+	    lim->max_pad)
+		return -EINVAL;
+	if (conv) {
+		if (!l->groups || l->c_in % l->groups || l->c_out % l->groups)
+			return -EINVAL;
+	} else if (l->groups != 1 || l->c_out != l->c_in || l->dil_h != 1 ||
+		   l->dil_w != 1 || l->pad_top >= l->kh || l->pad_bottom >= l->kh ||
+		   l->pad_left >= l->kw || l->pad_right >= l->kw) {
+		return -EINVAL;
+	}
+	if (out_size(l->h_in, l->pad_top, l->pad_bottom, l->kh, l->stride_h, l->dil_h) !=
+	    l->h_out ||
+	    out_size(l->w_in, l->pad_left, l->pad_right, l->kw, l->stride_w, l->dil_w) !=
+	    l->w_out)
+		return -EINVAL;
 	return 0;
 }
 
@@ -214,6 +304,9 @@ static int encode_layer(struct convaccel_file *cf, struct convaccel_job *job,
 	if (l->pad || (l->flags & ~CONVACCEL_LAYER_BIAS) ||
 	    l->activation > CONVACCEL_ACT_RELU6 || (conv && !l->groups))
 		return -EINVAL;
+	ret = check_geometry(&cf->ca->limits, l);
+	if (ret)
+		return ret;
 	ret = tensor_bytes(l->n, l->c_in, l->h_in, l->w_in, &in_bytes) ?:
 	      tensor_bytes(l->n, l->c_out, l->h_out, l->w_out, &out_bytes);
 	if (!ret && conv)
@@ -298,11 +391,12 @@ static struct convaccel_job *convaccel_job_build(struct convaccel_file *cf,
 	job->cf = cf;
 	INIT_LIST_HEAD(&job->node);
 	job->layer_count = req->layer_count;
-	job->timeout_ms = req->timeout_ms ?: READ_ONCE(ca->timeout_ms);
+	job->timeout_ms = convaccel_clamp_timeout(req->timeout_ms ?: READ_ONCE(ca->timeout_ms));
 	job->bufs = kcalloc(4 * req->layer_count, sizeof(*job->bufs), GFP_KERNEL);
+	job->stats = kcalloc(req->layer_count, sizeof(*job->stats), GFP_KERNEL);
 	job->cmd_size = stats_offset(req->layer_count) +
 			(size_t)req->layer_count * CONVACCEL_STATS_SIZE;
-	ret = job->bufs ? convaccel_cmd_get(cf, job) : -ENOMEM;
+	ret = job->bufs && job->stats ? convaccel_cmd_get(cf, job) : -ENOMEM;
 	if (ret)
 		goto err;
 	ret = copy_layers(cf, job, req);
@@ -387,7 +481,21 @@ static void convaccel_queue(struct convaccel_dev *ca, struct convaccel_job *job,
 	}
 }
 
-/* A job has ended: publish its result, drop the queue's reference. */
+/**
+ * convaccel_clamp_timeout() - a job budget within the documented range
+ * @ms: the budget asked for
+ *
+ * Return: @ms clamped to CONVACCEL_TIMEOUT_MIN_MS .. CONVACCEL_TIMEOUT_MAX_MS.
+ */
+unsigned int convaccel_clamp_timeout(unsigned int ms)
+{
+	return clamp_t(unsigned int, ms, CONVACCEL_TIMEOUT_MIN_MS, CONVACCEL_TIMEOUT_MAX_MS);
+}
+
+/*
+ * A job has ended: publish its result, drop the queue's reference. A job
+ * that did not end on the device (timeout, reset) has no failing layer.
+ */
 static void convaccel_job_end(struct convaccel_dev *ca, struct convaccel_job *job,
 			      u32 status)
 {
@@ -395,8 +503,11 @@ static void convaccel_job_end(struct convaccel_dev *ca, struct convaccel_job *jo
 
 	list_del_init(&job->node);
 	job->result.status = status;
+	if (status == CONVACCEL_JOB_STATUS_TIMEOUT || status == CONVACCEL_JOB_STATUS_RESET)
+		job->result.layer = CONVACCEL_NO_LAYER;
 	job->result.latency_ns = ktime_get_ns() - ktime_to_ns(job->submitted);
 	job->state = CONVACCEL_JOB_DONE;
+	convaccel_job_release_cmd(job);
 	convaccel_job_drop_buffers(job);
 	ca->stats.jobs_done++;
 	if (status != CONVACCEL_JOB_STATUS_OK)
@@ -404,6 +515,20 @@ static void convaccel_job_end(struct convaccel_dev *ca, struct convaccel_job *jo
 	cf->done++;
 	wake_up_all(&cf->wq);
 	convaccel_job_put(job);
+}
+
+/* Copy the per-layer statistics out of the command buffer. */
+static void convaccel_job_read_stats(struct convaccel_job *job)
+{
+	const u8 *r = job->cmd + stats_offset(job->layer_count);
+	u32 i;
+
+	for (i = 0; i < job->layer_count; i++, r += CONVACCEL_STATS_SIZE) {
+		job->stats[i].device_ns = get_unaligned_le64(r + CONVACCEL_STATS_HOST_NS_OFF);
+		job->stats[i].cycles = get_unaligned_le64(r + CONVACCEL_STATS_CYCLES_OFF);
+		job->stats[i].macs = get_unaligned_le64(r + CONVACCEL_STATS_MACS_OFF);
+		job->stats[i].bytes = get_unaligned_le64(r + CONVACCEL_STATS_BYTES_OFF);
+	}
 }
 
 /* The oldest job on the device completed: read its result record. */
@@ -424,6 +549,7 @@ static void convaccel_job_retire_hw(struct convaccel_dev *ca, struct convaccel_j
 	res->bytes_written = get_unaligned_le64(r + CONVACCEL_RESULT_BYTES_WRITTEN_OFF);
 	res->device_ns = get_unaligned_le64(r + CONVACCEL_RESULT_HOST_NS_OFF);
 	res->cycles = get_unaligned_le64(r + CONVACCEL_RESULT_CYCLES_OFF);
+	convaccel_job_read_stats(job);
 	if (tag != job->id) {
 		dev_err_ratelimited(ca->dev, "job %u: result record has tag %u\n",
 				    job->id, tag);
@@ -486,23 +612,30 @@ static void convaccel_reset(struct convaccel_dev *ca, struct convaccel_job *culp
 			    const char *why)
 {
 	struct convaccel_job *job, *tmp;
+	bool busy = ca->hw_count;
 
-	dev_warn(ca->dev, "%s: resetting the device (%u jobs on it)\n", why, ca->hw_count);
+	dev_warn_ratelimited(ca->dev, "%s: resetting the device (%u jobs on it)\n", why,
+			     ca->hw_count);
 	convaccel_write(ca, CONVACCEL_REG_CTRL, CONVACCEL_CTRL_RESET);
 	ca->stats.resets++;
 	ca->jobs_done_seen = 0;
 	if (culprit) {
-		ca->hw_count--;
 		ca->stats.timeouts++;
 		convaccel_job_end(ca, culprit, CONVACCEL_JOB_STATUS_TIMEOUT);
 	}
+	/* The others run again, unless their file is closed: nobody waits. */
 	list_for_each_entry_safe_reverse(job, tmp, &ca->hw_jobs, node) {
+		if (job->cf->released) {
+			convaccel_job_end(ca, job, CONVACCEL_JOB_STATUS_RESET);
+			continue;
+		}
 		list_del_init(&job->node);
 		convaccel_queue(ca, job, true);
 		ca->stats.requeued++;
 	}
 	ca->hw_count = 0;
-	convaccel_account_busy(ca);
+	if (busy)
+		convaccel_account_busy(ca);
 	convaccel_arm_timeout(ca);
 	convaccel_write(ca, CONVACCEL_REG_INT_ENABLE, CONVACCEL_INT_ALL);
 	convaccel_kick(ca);
@@ -544,8 +677,8 @@ void convaccel_timeout_work(struct work_struct *work)
 		mod_delayed_work(system_wq, &ca->timeout_work, msecs_to_jiffies(left_ms) + 1);
 		goto out;
 	}
-	dev_warn(ca->dev, "job %u ran over its budget of %u ms\n", head->id,
-		 head->timeout_ms);
+	dev_warn_ratelimited(ca->dev, "job %u ran over its budget of %u ms\n", head->id,
+			     head->timeout_ms);
 	convaccel_reset(ca, head, "job timeout");
 out:
 	mutex_unlock(&ca->lock);
@@ -558,25 +691,42 @@ void convaccel_jobs_init(struct convaccel_dev *ca)
 	INIT_DELAYED_WORK(&ca->timeout_work, convaccel_timeout_work);
 }
 
-/* The device is going away: end every job with RESET. */
+/*
+ * The device is going away: end every job with RESET, wake every waiter and
+ * poller, wait for the ioctls and mmaps in flight, then tear down the user
+ * mappings and give back all DMA memory while the device is still bound.
+ */
 void convaccel_jobs_shutdown(struct convaccel_dev *ca)
 {
 	struct convaccel_file *cf, *next;
 	struct convaccel_job *job, *tmp;
+	LIST_HEAD(files);
 
 	mutex_lock(&ca->lock);
-	ca->dead = true;
+	WRITE_ONCE(ca->dead, true);
 	convaccel_write(ca, CONVACCEL_REG_CTRL, CONVACCEL_CTRL_RESET);
 	list_for_each_entry_safe(job, tmp, &ca->hw_jobs, node)
 		convaccel_job_end(ca, job, CONVACCEL_JOB_STATUS_RESET);
 	ca->hw_count = 0;
-	list_for_each_entry_safe(cf, next, &ca->files, rr) {
+	/* off the round robin first: ending a file's last job may free it */
+	list_splice_init(&ca->files, &files);
+	list_for_each_entry_safe(cf, next, &files, rr) {
+		list_del_init(&cf->rr);
 		list_for_each_entry_safe(job, tmp, &cf->pending, node)
 			convaccel_job_end(ca, job, CONVACCEL_JOB_STATUS_RESET);
-		list_del_init(&cf->rr);
 	}
+	list_for_each_entry(cf, &ca->open_files, node)
+		wake_up_all(&cf->wq);
 	mutex_unlock(&ca->lock);
 	cancel_delayed_work_sync(&ca->timeout_work);
+
+	synchronize_srcu(&ca->srcu);
+	mutex_lock(&ca->lock);
+	list_for_each_entry(cf, &ca->open_files, node)
+		unmap_mapping_range(cf->mapping, 0, 0, 1);
+	mutex_unlock(&ca->lock);
+	convaccel_buffers_unplug(ca);
+	convaccel_cmd_caches_unplug(ca);
 }
 
 /* --- the ioctls ------------------------------------------------------------- */
@@ -584,6 +734,7 @@ void convaccel_jobs_shutdown(struct convaccel_dev *ca)
 int convaccel_ioctl_submit(struct convaccel_file *cf, void __user *arg)
 {
 	struct convaccel_dev *ca = cf->ca;
+	struct convaccel_submit __user *uarg = arg;
 	struct convaccel_submit req;
 	struct convaccel_job *job;
 	u32 id;
@@ -594,13 +745,27 @@ int convaccel_ioctl_submit(struct convaccel_file *cf, void __user *arg)
 	if (req.flags || req.job_id || !req.layer_count ||
 	    req.layer_count > ca->limits.max_layers ||
 	    req.layer_size < sizeof(struct convaccel_layer) ||
-	    req.layer_size > PAGE_SIZE || req.layer_size % sizeof(__u64) ||
-	    req.timeout_ms > CONVACCEL_MAX_TIMEOUT_MS)
+	    req.layer_size > PAGE_SIZE || req.layer_size % sizeof(__u64))
 		return -EINVAL;
 
 	job = convaccel_job_build(cf, &req);
 	if (IS_ERR(job))
 		return PTR_ERR(job);
+
+	/*
+	 * Reserve the id and hand it out before the job is visible: the copy
+	 * may fault and sleep for as long as userspace likes (userfaultfd,
+	 * FUSE), so it must not hold ca->lock.
+	 */
+	ret = xa_alloc_cyclic(&cf->jobs, &id, NULL, xa_limit_31b, &cf->next_job_id,
+			      GFP_KERNEL);
+	if (ret < 0)
+		goto err_put;
+	job->id = id;
+	if (put_user((u64)id, &uarg->job_id)) {
+		ret = -EFAULT;
+		goto err_release;
+	}
 
 	mutex_lock(&ca->lock);
 	if (ca->dead) {
@@ -611,16 +776,10 @@ int convaccel_ioctl_submit(struct convaccel_file *cf, void __user *arg)
 		ret = -EBUSY;
 		goto err_unlock;
 	}
-	ret = xa_alloc(&cf->jobs, &id, job, xa_limit_31b, GFP_KERNEL);
+	/* the slot is reserved: storing into it allocates nothing */
+	ret = xa_err(xa_store(&cf->jobs, id, job, GFP_KERNEL));
 	if (ret)
 		goto err_unlock;
-	job->id = id;
-	req.job_id = id;
-	if (copy_to_user(arg, &req, sizeof(req))) {
-		xa_erase(&cf->jobs, id);
-		ret = -EFAULT;
-		goto err_unlock;
-	}
 	cf->unfinished++;
 	kref_get(&job->ref);		/* the queue's reference */
 	job->submitted = ktime_get();
@@ -631,6 +790,9 @@ int convaccel_ioctl_submit(struct convaccel_file *cf, void __user *arg)
 
 err_unlock:
 	mutex_unlock(&ca->lock);
+err_release:
+	xa_release(&cf->jobs, id);
+err_put:
 	convaccel_job_put(job);
 	return ret;
 }
@@ -639,19 +801,9 @@ err_unlock:
 static int copy_layer_stats(struct convaccel_job *job, u64 uptr, u32 count)
 {
 	struct convaccel_layer_stats __user *dst = u64_to_user_ptr(uptr);
-	const u8 *r = job->cmd + stats_offset(job->layer_count);
-	struct convaccel_layer_stats st;
-	u32 i;
+	size_t n = min(count, job->layer_count);
 
-	for (i = 0; i < min(count, job->layer_count); i++, r += CONVACCEL_STATS_SIZE) {
-		st.device_ns = get_unaligned_le64(r + CONVACCEL_STATS_HOST_NS_OFF);
-		st.cycles = get_unaligned_le64(r + CONVACCEL_STATS_CYCLES_OFF);
-		st.macs = get_unaligned_le64(r + CONVACCEL_STATS_MACS_OFF);
-		st.bytes = get_unaligned_le64(r + CONVACCEL_STATS_BYTES_OFF);
-		if (copy_to_user(&dst[i], &st, sizeof(st)))
-			return -EFAULT;
-	}
-	return 0;
+	return copy_to_user(dst, job->stats, n * sizeof(*dst)) ? -EFAULT : 0;
 }
 
 int convaccel_ioctl_wait(struct convaccel_file *cf, void __user *arg)
@@ -666,7 +818,7 @@ int convaccel_ioctl_wait(struct convaccel_file *cf, void __user *arg)
 		return -EFAULT;
 	if (req.layer_stats && req.layer_stats_size != sizeof(struct convaccel_layer_stats))
 		return -EINVAL;
-	if (req.job_id > U32_MAX)
+	if (!req.job_id || req.job_id > U32_MAX)
 		return -ENOENT;
 	xa_lock(&cf->jobs);
 	job = xa_load(&cf->jobs, req.job_id);
@@ -676,7 +828,7 @@ int convaccel_ioctl_wait(struct convaccel_file *cf, void __user *arg)
 	if (!job)
 		return -ENOENT;
 
-	left = req.timeout_ns - ktime_get_ns();
+	left = req.timeout_ns - ktime_to_ns(ktime_get());
 	if (left > 0) {
 		long r = wait_event_interruptible_timeout(cf->wq,
 				READ_ONCE(job->state) == CONVACCEL_JOB_DONE ||
@@ -688,31 +840,38 @@ int convaccel_ioctl_wait(struct convaccel_file *cf, void __user *arg)
 	mutex_lock(&ca->lock);
 	if (!ret && job->state != CONVACCEL_JOB_DONE)
 		ret = ca->dead ? -ENODEV : -ETIMEDOUT;
-	if (!ret) {
-		/* retire it; a concurrent waiter of the same job gets it too */
-		if (xa_erase(&cf->jobs, job->id) == job) {
-			cf->done--;
-			cf->unfinished--;
-			convaccel_job_put(job);		/* the table's reference */
-		}
-		req.status = job->result.status;
-		req.reason = job->result.reason;
-		req.layer = job->result.layer;
-		req.layers_done = job->result.layers_done;
-		req.macs = job->result.macs;
-		req.bytes_read = job->result.bytes_read;
-		req.bytes_written = job->result.bytes_written;
-		req.device_ns = job->result.device_ns;
-		req.cycles = job->result.cycles;
-		req.latency_ns = job->result.latency_ns;
-	}
 	mutex_unlock(&ca->lock);
-	/* an ended job's command buffer no longer changes: no lock needed */
-	if (!ret && req.layer_stats)
+	if (ret)
+		goto out;
+
+	/* An ended job's result no longer changes: copy it out, no lock. */
+	req.status = job->result.status;
+	req.reason = job->result.reason;
+	req.layer = job->result.layer;
+	req.layers_done = job->result.layers_done;
+	req.macs = job->result.macs;
+	req.bytes_read = job->result.bytes_read;
+	req.bytes_written = job->result.bytes_written;
+	req.device_ns = job->result.device_ns;
+	req.cycles = job->result.cycles;
+	req.latency_ns = job->result.latency_ns;
+	if (req.layer_stats)
 		ret = copy_layer_stats(job, req.layer_stats, req.layer_stats_count);
-	convaccel_job_put(job);
 	if (!ret && copy_to_user(arg, &req, sizeof(req)))
 		ret = -EFAULT;
+	if (ret)
+		goto out;	/* not retired: WAIT again can still get it */
+
+	/* Retire it; a concurrent waiter of the same job got it too. */
+	mutex_lock(&ca->lock);
+	if (xa_cmpxchg(&cf->jobs, job->id, job, NULL, 0) == job) {
+		cf->done--;
+		cf->unfinished--;
+		convaccel_job_put(job);		/* the table's reference */
+	}
+	mutex_unlock(&ca->lock);
+out:
+	convaccel_job_put(job);
 	return ret;
 }
 
@@ -731,7 +890,10 @@ __poll_t convaccel_poll(struct file *file, poll_table *wait)
 	return mask;
 }
 
-/* The file is closing: cancel its queued jobs; running ones finish alone. */
+/*
+ * The file is closing: cancel its queued jobs; running ones finish alone (a
+ * reset ends them instead of running them again).
+ */
 void convaccel_jobs_release(struct convaccel_file *cf)
 {
 	struct convaccel_dev *ca = cf->ca;
@@ -739,6 +901,8 @@ void convaccel_jobs_release(struct convaccel_file *cf)
 	unsigned long id;
 
 	mutex_lock(&ca->lock);
+	cf->released = true;
+	list_del_init(&cf->node);
 	list_for_each_entry_safe(job, tmp, &cf->pending, node) {
 		list_del_init(&job->node);
 		job->state = CONVACCEL_JOB_DONE;

@@ -179,8 +179,9 @@ def test_kernel_log_is_clean():
 
 
 def test_unbind_with_open_file_and_mapping(dmesg_mark):
-    """The device goes away under an open file: ioctls say ENODEV, the
-    mapping stays readable, closing is clean, and binding again works."""
+    """The device goes away under an open file: ioctls say ENODEV, closing
+    is clean, and binding again works. (What happens to the mapping:
+    test_hardening.py::test_4_unbind_stops_mmap_and_tears_down_mappings.)"""
     import errno as _errno
     import numpy as np
 
@@ -194,7 +195,6 @@ def test_unbind_with_open_file_and_mapping(dmesg_mark):
     with pytest.raises(pyaccel.AccelError) as e:
         dev.query_info()
     assert e.value.errno == _errno.ENODEV
-    assert float(view.sum()) == 80.0
     dev.close()
     del view, buf
     with open(f"{drv}/bind", "w") as f:

@@ -13,6 +13,12 @@
  * reference before the device sees it. Jobs of one file run in order; jobs
  * of different files share the device fairly (round robin).
  *
+ * mmap(): MAP_SHARED only, at a buffer's mmap_offset, for at most its
+ * size. EINVAL for anything else (MAP_PRIVATE, an unknown buffer, an offset
+ * inside a buffer, a mapping longer than the buffer); ENODEV after unbind.
+ * When the device is unbound, its mappings are torn down: touching one
+ * then raises SIGBUS.
+ *
  * Errors (errno) common to all ioctls:
  *   ENOTTY     unknown command, or an argument size this driver does not know
  *   EFAULT     an argument pointer is not readable/writable
@@ -48,8 +54,12 @@
  * @max_layers: most layers in one job
  * @max_tensor_mb: largest tensor, in MiB
  * @max_buffer_mb: largest buffer CONVACCEL_IOCTL_BUFFER_CREATE makes, in MiB
- * @timeout_ms: default time budget of a job on the device
+ * @timeout_ms: default time budget of a job on the device (as set now)
  * @model_clock_mhz: clock of the cost model behind &convaccel_wait.cycles
+ * @max_buffers: most buffers one open file may hold at once
+ * @max_memory_mb: device memory of all buffers of all files, in MiB
+ * @timeout_min_ms: shortest job budget; shorter requests are raised to it
+ * @timeout_max_ms: longest job budget; longer requests are lowered to it
  * @reserved: zero
  * @irq_count: interrupts the driver has handled since probe
  */
@@ -69,7 +79,11 @@ struct convaccel_info {
 	__u32 max_buffer_mb;
 	__u32 timeout_ms;
 	__u32 model_clock_mhz;
-	__u32 reserved[7];
+	__u32 max_buffers;
+	__u32 max_memory_mb;
+	__u32 timeout_min_ms;
+	__u32 timeout_max_ms;
+	__u32 reserved[3];
 	__u64 irq_count;
 };
 
@@ -81,7 +95,8 @@ struct convaccel_info {
  * @mmap_offset: out: the offset to pass to mmap() to map the buffer
  *
  * Errors: EINVAL (size 0, flags), E2BIG (size above max_buffer_mb),
- * ENOMEM (no device memory left).
+ * ENOMEM (no device memory left, this file already holds max_buffers
+ * buffers, or all buffers together would exceed max_memory_mb).
  */
 struct convaccel_buffer_create {
 	__u64 size;
@@ -192,12 +207,17 @@ struct convaccel_layer {
  * @layer_count: in: 1 .. max_layers
  * @layer_size: in: sizeof(struct convaccel_layer) as userspace knows it
  * @flags: in: must be 0
- * @timeout_ms: in: time budget on the device; 0: the driver's default
- * @job_id: out: the job, for CONVACCEL_IOCTL_WAIT (never 0)
+ * @timeout_ms: in: time budget on the device; 0: the driver's default.
+ *	Clamped to &convaccel_info.timeout_min_ms .. timeout_max_ms.
+ * @job_id: out: the job, for CONVACCEL_IOCTL_WAIT (never 0). Ids are
+ *	allocated cyclically: a retired id is not reused soon.
  *
- * The driver checks each layer's tensors against its buffers before the
- * device sees the job. Errors: EINVAL (counts, sizes, shapes the device
- * cannot run, misaligned offsets), ENOENT (a handle is not this file's),
+ * The driver checks each layer before the device sees the job: its
+ * geometry (the output size must follow from the input, kernel, stride,
+ * dilation and padding; every size within the device's limits) and each
+ * tensor's whole extent against its buffer. Errors: EINVAL (counts, sizes,
+ * shapes the device cannot run, misaligned offsets), ENOENT (a handle is
+ * not this file's),
  * EOVERFLOW (a tensor runs past the end of its buffer), EBUSY (this file
  * has too many unfinished jobs), ENOMEM.
  */
@@ -266,10 +286,11 @@ struct convaccel_layer_stats {
  *	@layer_stats
  *
  * Returns 0 when the job has ended (whatever its status); the job is then
- * retired and its id unknown. Errors: ETIMEDOUT (still running at the
- * deadline; the job stays valid), EINTR/ERESTARTSYS (a signal; the job
- * stays valid), ENOENT (no such job in this file), EINVAL (a layer_stats_size
- * this driver does not know).
+ * retired and its id unknown. If the results cannot be written (EFAULT),
+ * the job is not retired: WAIT again with a writable argument. Errors:
+ * ETIMEDOUT (still running at the deadline; the job stays valid),
+ * EINTR/ERESTARTSYS (a signal; the job stays valid), ENOENT (no such job in
+ * this file), EINVAL (a layer_stats_size this driver does not know).
  */
 struct convaccel_wait {
 	__u64 job_id;
