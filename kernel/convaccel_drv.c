@@ -398,6 +398,8 @@ static void convaccel_read_limits(struct convaccel_dev *ca)
 					     CONVACCEL_DRV_MAX_LAYERS);
 	l->max_tensor_mb = convaccel_read_limit(ca, CONVACCEL_REG_MAX_TENSOR_MB,
 						CONVACCEL_MAX_TENSOR_MB_VALUE);
+	l->max_job_gmacs = convaccel_read_limit(ca, CONVACCEL_REG_MAX_JOB_GMACS,
+						CONVACCEL_MAX_JOB_GMACS_VALUE);
 	l->max_buffer_mb = CONVACCEL_MAX_BUFFER_MB;
 	l->timeout_ms = ca->timeout_ms;
 	l->model_clock_mhz = CONVACCEL_MODEL_CLOCK_MHZ;

@@ -332,9 +332,10 @@ def test_5_mmap_private_and_bad_offsets_are_einval(dev):
 
 # --- 6. caps on buffers, reported by INFO --------------------------------------------
 
-def test_6_buffer_caps_are_reported_and_enforced(dev, dmesg_mark):
+def test_6_buffer_caps_are_reported_and_enforced(dev, dmesg_mark, regs):
     info = dev.query_info()
     assert info.max_buffers >= 1024 and info.max_memory_mb >= info.max_buffer_mb
+    assert info.max_job_gmacs == regs["CONVACCEL_MAX_JOB_GMACS_VALUE"]
     with pyaccel.open() as d:
         handles = []
         with pytest.raises(pyaccel.AccelError) as e:

@@ -60,6 +60,8 @@
  * @max_memory_mb: device memory of all buffers of all files, in MiB
  * @timeout_min_ms: shortest job budget; shorter requests are raised to it
  * @timeout_max_ms: longest job budget; longer requests are lowered to it
+ * @max_job_gmacs: most work one job may hold, in 2^30 multiply-accumulates
+ *	(pooling: taps); the device fails a job above it with TOO_LARGE
  * @reserved: zero
  * @irq_count: interrupts the driver has handled since probe
  */
@@ -83,7 +85,8 @@ struct convaccel_info {
 	__u32 max_memory_mb;
 	__u32 timeout_min_ms;
 	__u32 timeout_max_ms;
-	__u32 reserved[3];
+	__u32 max_job_gmacs;
+	__u32 reserved[2];
 	__u64 irq_count;
 };
 
