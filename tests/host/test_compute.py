@@ -378,7 +378,8 @@ from pyaccel import reference as ref
 import test_compute as tc
 ffi = cffi.FFI()
 ffi.cdef(tc.header_cdef())
-lib = ffi.dlopen({str(TOP / "build" / "libconvaccel_compute.so")!r})
+lib = ffi.dlopen({str(Path(os.environ.get("BUILD", TOP / "build")) /
+                     "libconvaccel_compute.so")!r})
 cvc = (ffi, lib)
 def lib_conv2d(*a, **kw):
     return tc.lib_conv2d(cvc, *a, **kw)
