@@ -219,7 +219,8 @@ static uint64_t convaccel_read(void *opaque, hwaddr addr, unsigned size)
         break;
     case CONVACCEL_REG_QUEUE_DEPTH:
     case CONVACCEL_REG_MAX_KERNEL ... CONVACCEL_REG_MAX_JOB_GMACS:
-        val = convaccel_limit(addr);
+        /* fault-limit-value: a device that lies about its limits */
+        val = s->fault_limit_value ? s->fault_limit_value : convaccel_limit(addr);
         break;
     case CONVACCEL_REG_FAULT_CTRL:
         val = s->fault_ctrl;
@@ -541,6 +542,7 @@ static const Property convaccel_properties[] = {
     DEFINE_PROP_UINT32("fault-error-after", ConvAccelState,
                        prop_fault_error_after, 0),
     DEFINE_PROP_UINT32("compute-threads", ConvAccelState, compute_threads, 0),
+    DEFINE_PROP_UINT32("fault-limit-value", ConvAccelState, fault_limit_value, 0),
 };
 
 static void convaccel_class_init(ObjectClass *klass, void *data)

@@ -94,6 +94,7 @@ struct ConvAccelState {
     uint32_t prop_fault_ctrl;
     uint32_t prop_fault_delay_us;
     uint32_t prop_fault_error_after;
+    uint32_t fault_limit_value;     /* nonzero: every limit register reads it */
     uint32_t compute_threads;
 };
 
