@@ -23,13 +23,19 @@
 #define CONVACCEL_REG_VERSION		0x004
 #define  CONVACCEL_VERSION_MAJOR(v)	(((v) >> 16) & 0xffff)
 #define  CONVACCEL_VERSION_MINOR(v)	((v) & 0xffff)
-#define  CONVACCEL_VERSION_VALUE	0x00010000	/* 1.0 */
+#define  CONVACCEL_VERSION_VALUE	0x00020000	/* 2.0 (runs 1.x command streams) */
 #define CONVACCEL_REG_CAPS		0x008
 #define  CONVACCEL_CAP_SOFT_IRQ		(1u << 0)	/* CTRL.SOFT_IRQ */
 #define  CONVACCEL_CAP_RESET		(1u << 1)	/* CTRL.RESET */
 #define  CONVACCEL_CAP_CONV		(1u << 2)	/* OP_CONV, incl. groups */
 #define  CONVACCEL_CAP_POOL		(1u << 3)	/* OP_MAXPOOL, OP_AVGPOOL */
 #define  CONVACCEL_CAP_FAULT		(1u << 4)	/* FAULT_* registers */
+#define  CONVACCEL_CAP_V2		(1u << 5)	/* JOB_FLAG_V2: v2 layers, views */
+#define  CONVACCEL_CAP_ELTWISE		(1u << 6)	/* ADD, MUL, SCALE_SHIFT, ACT */
+#define  CONVACCEL_CAP_ACT_EXT		(1u << 7)	/* leaky, sigmoid, hard-sigmoid/swish */
+#define  CONVACCEL_CAP_GLOBAL_POOL	(1u << 8)	/* GLOBAL_AVGPOOL, GLOBAL_MAXPOOL */
+#define  CONVACCEL_CAP_FC		(1u << 9)	/* FC over a batch */
+#define  CONVACCEL_CAP_INT8		(1u << 10)	/* S8 tensors, QUANTIZE, DEQUANTIZE */
 
 /* Scratch: read/write, no side effect; reset value 0. */
 #define CONVACCEL_REG_SCRATCH		0x00c
@@ -109,6 +115,7 @@
 #define CONVACCEL_JOB_TAG_OFF		0x18	/* u32, copied to the result */
 #define CONVACCEL_JOB_FLAGS_OFF		0x1c	/* u32, CONVACCEL_JOB_FLAG_* */
 #define  CONVACCEL_JOB_FLAG_STATS	(1u << 0)	/* write per-layer statistics */
+#define  CONVACCEL_JOB_FLAG_V2		(1u << 1)	/* layers are v2 descriptors */
 #define CONVACCEL_JOB_STATS_OFF		0x20	/* u64, address of layer_count records */
 #define CONVACCEL_JOB_RSVD_OFF		0x28	/* u64, must be 0 */
 
@@ -125,6 +132,16 @@
 #define  CONVACCEL_LAYER_OP_CONV	1
 #define  CONVACCEL_LAYER_OP_MAXPOOL	2
 #define  CONVACCEL_LAYER_OP_AVGPOOL	3
+#define  CONVACCEL_LAYER_OP_ADD		4	/* v2 only from here on */
+#define  CONVACCEL_LAYER_OP_MUL		5
+#define  CONVACCEL_LAYER_OP_SCALE_SHIFT	6
+#define  CONVACCEL_LAYER_OP_GLOBAL_AVGPOOL 7
+#define  CONVACCEL_LAYER_OP_GLOBAL_MAXPOOL 8
+#define  CONVACCEL_LAYER_OP_FC		9
+#define  CONVACCEL_LAYER_OP_QUANTIZE	10
+#define  CONVACCEL_LAYER_OP_DEQUANTIZE	11
+#define  CONVACCEL_LAYER_OP_ACT		12
+#define  CONVACCEL_LAYER_OP_COUNT	13
 #define CONVACCEL_LAYER_FLAGS_OFF	0x04	/* u32 */
 #define  CONVACCEL_LAYER_FLAG_BIAS	(1u << 0)	/* conv: add bias[c_out] */
 #define  CONVACCEL_LAYER_ACT_SHIFT	8		/* bits 9:8 activation */
@@ -132,6 +149,11 @@
 #define  CONVACCEL_LAYER_ACT_NONE	0
 #define  CONVACCEL_LAYER_ACT_RELU	1
 #define  CONVACCEL_LAYER_ACT_RELU6	2
+#define  CONVACCEL_LAYER_ACT_LEAKY	3	/* v2 only from here on */
+#define  CONVACCEL_LAYER_ACT_SIGMOID	4
+#define  CONVACCEL_LAYER_ACT_HSIGMOID	5
+#define  CONVACCEL_LAYER_ACT_HSWISH	6
+#define  CONVACCEL_LAYER_ACT_COUNT	7
 #define  CONVACCEL_LAYER_FLAGS_VALID	(CONVACCEL_LAYER_FLAG_BIAS | CONVACCEL_LAYER_ACT_MASK)
 #define CONVACCEL_LAYER_N_OFF		0x08	/* u32 each, from here on */
 #define CONVACCEL_LAYER_C_IN_OFF	0x0c
@@ -156,6 +178,69 @@
 #define CONVACCEL_LAYER_BIAS_OFF	0x60
 #define CONVACCEL_LAYER_OUTPUT_OFF	0x68
 #define CONVACCEL_LAYER_RSVD_OFF	0x70	/* 16 bytes, must be 0 */
+
+/* V2 layer descriptor (256 bytes, little endian), with JOB_FLAG_V2. */
+#define CONVACCEL_LAYER2_SIZE		256
+#define CONVACCEL_LAYER2_OP_OFF		0x00	/* u32 CONVACCEL_LAYER_OP_* */
+#define CONVACCEL_LAYER2_FLAGS_OFF	0x04	/* u32 */
+#define  CONVACCEL_LAYER2_FLAG_BIAS	(1u << 0)
+#define  CONVACCEL_LAYER2_FLAG_BCAST	(1u << 1)	/* MUL: in1 is (n, c, 1, 1) */
+#define CONVACCEL_LAYER2_ACT_OFF	0x08	/* u32 CONVACCEL_LAYER_ACT_* */
+#define CONVACCEL_LAYER2_ACT_ALPHA_OFF	0x0c	/* f32 */
+#define CONVACCEL_LAYER2_ACT_BETA_OFF	0x10	/* f32 */
+#define CONVACCEL_LAYER2_N_OFF		0x14	/* u32 each: the v1 geometry */
+#define CONVACCEL_LAYER2_C_IN_OFF	0x18
+#define CONVACCEL_LAYER2_H_IN_OFF	0x1c
+#define CONVACCEL_LAYER2_W_IN_OFF	0x20
+#define CONVACCEL_LAYER2_C_OUT_OFF	0x24
+#define CONVACCEL_LAYER2_H_OUT_OFF	0x28
+#define CONVACCEL_LAYER2_W_OUT_OFF	0x2c
+#define CONVACCEL_LAYER2_GROUPS_OFF	0x30
+#define CONVACCEL_LAYER2_KH_OFF		0x34
+#define CONVACCEL_LAYER2_KW_OFF		0x38
+#define CONVACCEL_LAYER2_STRIDE_H_OFF	0x3c
+#define CONVACCEL_LAYER2_STRIDE_W_OFF	0x40
+#define CONVACCEL_LAYER2_DIL_H_OFF	0x44
+#define CONVACCEL_LAYER2_DIL_W_OFF	0x48
+#define CONVACCEL_LAYER2_PAD_TOP_OFF	0x4c
+#define CONVACCEL_LAYER2_PAD_BOTTOM_OFF	0x50
+#define CONVACCEL_LAYER2_PAD_LEFT_OFF	0x54
+#define CONVACCEL_LAYER2_PAD_RIGHT_OFF	0x58
+#define CONVACCEL_LAYER2_RSVD0_OFF	0x5c	/* u32, must be 0 */
+#define CONVACCEL_LAYER2_IN0_OFF	0x60	/* tensor views, CONVACCEL_VIEW_* */
+#define CONVACCEL_LAYER2_IN1_OFF	0x80
+#define CONVACCEL_LAYER2_OUT_OFF	0xa0
+#define CONVACCEL_LAYER2_WEIGHT_OFF	0xc0	/* u64 addresses */
+#define CONVACCEL_LAYER2_BIAS_OFF	0xc8
+#define CONVACCEL_LAYER2_REQUANT_OFF	0xd0	/* int8: rescale records */
+#define CONVACCEL_LAYER2_LUT_OFF	0xd8	/* int8: 256-entry table, or 0 */
+#define CONVACCEL_LAYER2_ZP_IN0_OFF	0xe0	/* s32 each */
+#define CONVACCEL_LAYER2_ZP_IN1_OFF	0xe4
+#define CONVACCEL_LAYER2_ZP_OUT_OFF	0xe8
+#define CONVACCEL_LAYER2_ACT_MIN_OFF	0xec
+#define CONVACCEL_LAYER2_ACT_MAX_OFF	0xf0
+#define CONVACCEL_LAYER2_QSCALE_OFF	0xf4	/* f32 */
+#define CONVACCEL_LAYER2_RSVD1_OFF	0xf8	/* u64, must be 0 */
+
+/* Tensor view (32 bytes), in a v2 layer descriptor. */
+#define CONVACCEL_VIEW_SIZE		32
+#define CONVACCEL_VIEW_ADDR_OFF		0x00	/* u64 */
+#define CONVACCEL_VIEW_DTYPE_OFF	0x08	/* u32 */
+#define  CONVACCEL_DTYPE_F32		0
+#define  CONVACCEL_DTYPE_S8		1
+#define  CONVACCEL_DTYPE_COUNT		2
+#define CONVACCEL_VIEW_RSVD_OFF		0x0c	/* u32, must be 0 */
+#define CONVACCEL_VIEW_STRIDE_N_OFF	0x10	/* u32 each, in elements */
+#define CONVACCEL_VIEW_STRIDE_C_OFF	0x14
+#define CONVACCEL_VIEW_STRIDE_H_OFF	0x18
+#define CONVACCEL_VIEW_STRIDE_W_OFF	0x1c
+
+/* int8 rescale record (8 bytes): s32 multiplier, s32 shift (1..62). */
+#define CONVACCEL_RESCALE_SIZE		8
+#define CONVACCEL_RESCALE_SHIFT_MIN	1
+#define CONVACCEL_RESCALE_SHIFT_MAX	62
+#define CONVACCEL_ADD_LEFT_SHIFT	20	/* int8 ADD: inputs scaled by 2^20 */
+#define CONVACCEL_LUT_SIZE		256
 
 /* Result record, written at the job's result address (64 bytes). */
 #define CONVACCEL_RESULT_SIZE		64
@@ -197,5 +282,6 @@
 #define CONVACCEL_MODEL_POOL_LANES	32
 #define CONVACCEL_MODEL_LAYER_CYCLES	256
 #define CONVACCEL_MODEL_JOB_CYCLES	1024
+#define CONVACCEL_MODEL_INT8_FACTOR	4	/* int8 MACs per float32 MAC slot */
 
 #endif /* CONVACCEL_REGS_H */

@@ -84,14 +84,15 @@ def test_irq_reaches_the_driver(dev):
     assert int(open("/sys/class/misc/convaccel0/irq_count").read()) == before_driver + 1
 
 
-def test_python_discovery_lists_the_device():
+def test_python_discovery_lists_the_device(regs):
     entries = pyaccel.devices()
     assert [e.index for e in entries] == [0]
     e = entries[0]
     assert e.node == "/dev/convaccel0"
     assert e.compatible == ("qemu,convaccel",)
     assert e.platform_device == "a100000.accel"
-    assert e.attributes["hw_version"] == "1.0"
+    v = regs["CONVACCEL_VERSION_VALUE"]
+    assert e.attributes["hw_version"] == f"{v >> 16}.{v & 0xffff}"
 
 
 def test_open_by_index_and_path():

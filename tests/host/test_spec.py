@@ -17,7 +17,7 @@ from conftest import TOP
 
 SPEC = TOP / "docs" / "hardware.md"
 R = uapi.load(TOP / "include" / "convaccel_regs.h")[1]
-TYPE_SIZES = {"u32": 4, "u64": 8}
+TYPE_SIZES = {"u32": 4, "u64": 8, "f32": 4}
 
 
 @dataclass
@@ -98,6 +98,8 @@ RECORDS = [  # heading prefix, header prefix
     ("Layer descriptor", "CONVACCEL_LAYER"),
     ("Result record", "CONVACCEL_RESULT"),
     ("Per-layer statistics record", "CONVACCEL_STATS"),
+    ("V2 layer descriptor", "CONVACCEL_LAYER2"),
+    ("Tensor view", "CONVACCEL_VIEW"),
 ]
 
 
