@@ -3,8 +3,9 @@
 # QEMU source. The configured tree lives in the cache, keyed by this recipe;
 # the device sources are synced into it on every run so ninja rebuilds only
 # what changed. Output: $BUILD/qemu-system-aarch64.
-# With QEMU_ASAN=1: a separate AddressSanitizer build (for make stress),
-# output $BUILD/qemu-system-aarch64-asan.
+# With QEMU_ASAN=1: a separate AddressSanitizer + UndefinedBehaviorSanitizer
+# build (for make stress), output $BUILD/qemu-system-aarch64-asan. UBSan does
+# not recover: its first report ("runtime error:") aborts QEMU.
 set -euo pipefail
 . "$(dirname "$0")/../scripts/lib.sh"
 
@@ -22,7 +23,8 @@ CONFIGURE_FLAGS=(--python=/usr/bin/python3
 	--disable-debug-info -Dwerror=false)
 suffix=
 if [ "${QEMU_ASAN:-0}" = 1 ]; then
-	CONFIGURE_FLAGS+=(--enable-asan)
+	CONFIGURE_FLAGS+=(--enable-asan --enable-ubsan
+		"--extra-cflags=-fno-sanitize-recover=undefined -fno-omit-frame-pointer -g1")
 	suffix=-asan
 fi
 # The configured tree is keyed by what goes into configure; our device's

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import re
 import sys
 import time
 from pathlib import Path
@@ -28,51 +30,76 @@ sys.path[:0] = [str(TOP / "scripts"), str(TOP / "tests" / "host"), str(TOP)]
 
 import board  # noqa: E402
 
-QUICK = dict(calls=3000, seconds=10, processes=4, rounds=5, cycles=10, device_ops=20000)
-FULL = dict(calls=30000, seconds=60, processes=4, rounds=15, cycles=50, device_ops=200000)
+# calls/fuzz_s: the ioctl fuzz stops at whichever comes first (it reports both).
+QUICK = dict(calls=5000, fuzz_s=20, seconds=10, processes=4, rounds=5, cycles=10,
+             device_ops=20000, check_every=2000)
+FULL = dict(calls=1_000_000, fuzz_s=900, seconds=60, processes=4, rounds=15, cycles=50,
+            device_ops=1_000_000, check_every=10000)
 
 
-def device_fuzz(ops: int, seed: int = 7, asan: bool = False) -> dict:
-    """Random register/descriptor traffic at the device model, no driver;
-    with asan, under the AddressSanitizer build of QEMU."""
+# The first line of a sanitizer report in QEMU's stderr: ASan's "==PID==ERROR:
+# AddressSanitizer: ...", UBSan's "file:line:col: runtime error: ...".
+SANITIZER_REPORT = re.compile(r"^.*(==\d+==ERROR: \w+Sanitizer|runtime error:).*$", re.M)
+
+
+def sanitizer_reports(log: str) -> list[str]:
+    """Each report, whole: from its first line to the next report or the end
+    of that QEMU's log (a report ends the process: UBSan does not recover)."""
+    starts = [m.start() for m in SANITIZER_REPORT.finditer(log)]
+    return [log[a:b] for a, b in zip(starts, starts[1:] + [len(log)])]
+
+
+def device_fuzz(ops: int, check_every: int, seed: int = 7, asan: bool = False) -> dict:
+    """Random register/descriptor traffic at the device model, no driver, with
+    a checked step (migration idle, fuzzed and busy, reset racing the
+    worker, jobs above the limits) every check_every operations; with asan,
+    under the AddressSanitizer + UBSan build of QEMU."""
     import numpy as np
 
-    from qtest import QTest
-    from rawdevice import RAM_MB, reg, run_known_job
-    from test_device_fuzz import fuzz_step
+    from rawdevice import reg, run_known_job
+    from test_device_fuzz import Target, fuzz
 
+    os.environ.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
     qemu = board.BUILD / ("qemu-system-aarch64-asan" if asan else "qemu-system-aarch64")
-    q = QTest(memory_mb=RAM_MB, qemu=qemu)
-    log_path = q.log
-    rnd = random.Random(seed)
+    t = Target(qemu)
     hangs = wrong = 0
     t0 = time.monotonic()
     try:
-        for i in range(ops):
-            fuzz_step(q, rnd, i)
-        q.readl(reg("ID"))
-        run_known_job(q, np.random.default_rng(seed))
+        fuzz(t, random.Random(seed), ops, check_every)
+        t.q.readl(reg("ID"))
+        run_known_job(t.q, np.random.default_rng(seed))
     except AssertionError as e:          # the device no longer computes correctly
         print(f"device fuzz: {e}", file=sys.stderr)
         wrong += 1
     except Exception as e:  # noqa: BLE001 - QEMU gone or not answering
         print(f"device fuzz: {e}", file=sys.stderr)
-        hangs += q.alive()
-    log_text = log_path.read_text(errors="replace") if log_path.exists() else ""
-    crashes = int(q.close() is not None)     # QEMU exited by itself
-    sanitizer = log_text.count("ERROR: AddressSanitizer") + log_text.count("runtime error:")
-    if sanitizer:
-        print(log_text[-5000:], file=sys.stderr)
-    return {"operations": ops, "qemu": qemu.name, "crashes": crashes, "hangs": hangs,
-            "sanitizer_reports": sanitizer, "wrong_after": wrong,
-            "wall_s": round(time.monotonic() - t0, 1)}
+        hangs += t.q.alive()
+    wall = time.monotonic() - t0
+    t.close()
+    reports = sanitizer_reports("".join(t.logs))
+    for report in reports:
+        print(f"device fuzz: sanitizer report:\n{report}", file=sys.stderr)
+    for failure in t.failures:
+        print(f"device fuzz: checked step failed: {failure}", file=sys.stderr)
+    return {"operations": ops, "qemu": qemu.name, "checked_steps": dict(t.events),
+            "check_failures": len(t.failures), "failures": t.failures,
+            "crashes": t.crashes, "hangs": hangs, "sanitizer_reports": len(reports),
+            "reports": reports, "wrong_after": wrong, "wall_s": round(wall, 1)}
 
 
 # (suite, figure, must be zero)
 ROWS = [
-    ("ioctl_fuzz", "calls", False), ("ioctl_fuzz", "errnos", False),
-    ("ioctl_fuzz", "wrong_after", True),
+    ("ioctl_fuzz", "calls", False), ("ioctl_fuzz", "target_calls", False),
+    ("ioctl_fuzz", "fuzz_s", False), ("ioctl_fuzz", "budget_s", False),
+    ("ioctl_fuzz", "calls_per_s", False), ("ioctl_fuzz", "events", False),
+    ("ioctl_fuzz", "errnos", False), ("ioctl_fuzz", "undocumented_errnos", True),
+    ("ioctl_fuzz", "undocumented", False),
+    ("ioctl_fuzz", "efault_state_lost", True), ("ioctl_fuzz", "worker_failures", True),
+    ("ioctl_fuzz", "wrong_after", True), ("ioctl_fuzz", "buffers_leaked", True),
+    ("ioctl_fuzz", "kernel_warnings", True),
     ("device_fuzz", "operations", False), ("device_fuzz", "qemu", False),
+    ("device_fuzz", "wall_s", False), ("device_fuzz", "checked_steps", False),
+    ("device_fuzz", "check_failures", True),
     ("device_fuzz", "crashes", True), ("device_fuzz", "sanitizer_reports", True),
     ("device_fuzz", "hangs", True), ("device_fuzz", "wrong_after", True),
     ("fault_recovery", "injected", False), ("fault_recovery", "recovered", False),
@@ -117,6 +144,7 @@ def run(short: bool, kernel: str | None = None) -> tuple[dict, str, list[str]]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "stress.json").unlink(missing_ok=True)
     cmd = (f"python3 tests/stress/guest_stress.py /out/stress.json --calls {p['calls']} "
+           f"--fuzz-seconds {p['fuzz_s']} "
            f"--seconds {p['seconds']} --processes {p['processes']} --rounds {p['rounds']} "
            f"--cycles {p['cycles']}")
     r = board.run(cmd, out_dir=out, timeout=3600, kernel=kernel)
@@ -129,7 +157,7 @@ def run(short: bool, kernel: str | None = None) -> tuple[dict, str, list[str]]:
         print("\n".join(r.problems) + f"\nguest status {r.status}; console: {out}/console.log",
               file=sys.stderr)
     asan = (board.BUILD / "qemu-system-aarch64-asan").exists() and not short
-    results["device_fuzz"] = device_fuzz(p["device_ops"], asan=asan)
+    results["device_fuzz"] = device_fuzz(p["device_ops"], p["check_every"], asan=asan)
     text, bad = table(results)
     return results, text, bad
 
