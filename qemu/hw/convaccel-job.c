@@ -6,7 +6,7 @@
  * tensors are read from guest RAM, computed on the host by the compute
  * library, and the output written back. No lock is held across guest-memory
  * access: writes go in chunks, each only while the job's generation is
- * current, and a reset waits for a chunk in flight (see dma_write), so it
+ * current, and a reset waits for a chunk in flight (see cva_dma_write), so it
  * stops a job's writes at once.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
@@ -19,8 +19,7 @@
 #include "qemu/rcu.h"
 #include "exec/memory.h"
 #include "trace.h"
-#include "convaccel.h"
-#include "convaccel_compute.h"
+#include "convaccel-job.h"
 
 typedef struct Layer {
     uint32_t op, flags;
@@ -33,42 +32,11 @@ typedef struct Layer {
     uint64_t in_bytes, w_bytes, b_bytes, out_bytes;
 } Layer;
 
-typedef ConvAccelCounters JobCounters;
-
-/* Not statuses: the job was abandoned (reset, unrealize), or paused (VM stop). */
-#define ERR_ABANDONED UINT32_MAX
-#define ERR_PAUSED (UINT32_MAX - 1)
-
-/* What became of a run of run_job(). */
-typedef enum JobEnd {
-    JOB_REPORT,         /* finished: report it */
-    JOB_ABANDONED,      /* reset or unrealize: nothing reports */
-    JOB_PAUSED,         /* VM stop: s->progress and the queue say where */
-} JobEnd;
-
-/*
- * Host memory of a layer beyond guest RAM: the output bounce buffer plus
- * copies of inputs that are not contiguous in host memory (docs/hardware.md,
- * "Limits of the emulator"); compute scratch comes on top, bounded by the
- * compute library (CVC_COL_BYTES, CVC_PLANE_BYTES per thread).
- */
-#define MAX_HOST_BYTES ((uint64_t)CONVACCEL_MAX_HOST_MB << 20)
-
 /* A bounce buffer above this is freed at the end of the job. */
 #define KEEP_BOUNCE_BYTES (16 << 20)
 
-/* The most work (MACs, pooling taps) one job may ask for. */
-#define MAX_JOB_WORK ((uint64_t)CONVACCEL_MAX_JOB_GMACS_VALUE << 30)
-
-/* The compute library's view of one job: it stops when this says so. */
-typedef struct ComputeCtl {
-    struct cvc_ctl ctl;
-    ConvAccelState *s;
-    uint32_t gen;
-} ComputeCtl;
-
 /* Polled by the compute library between tiles, from its threads. */
-static int compute_cancelled(void *opaque)
+static int cva_compute_cancelled(void *opaque)
 {
     ComputeCtl *cc = opaque;
 
@@ -78,7 +46,7 @@ static int compute_cancelled(void *opaque)
 
 /* Why the worker should stop now: JOB_ABANDONED, JOB_PAUSED, or JOB_REPORT
  * (carry on). Lock held. */
-static JobEnd stop_reason(ConvAccelState *s, uint32_t gen)
+static JobEnd cva_stop_reason(ConvAccelState *s, uint32_t gen)
 {
     if (gen != s->generation || s->stopping) {
         return JOB_ABANDONED;
@@ -86,8 +54,6 @@ static JobEnd stop_reason(ConvAccelState *s, uint32_t gen)
     return s->vm_running ? JOB_REPORT : JOB_PAUSED;
 }
 
-static bool dma_write(ConvAccelState *s, uint32_t gen, uint64_t addr,
-                      const void *buf, uint64_t len);
 
 /* Per-layer statistics: what a layer added to the job's counters. */
 static void write_layer_stats(ConvAccelState *s, uint32_t gen, uint64_t addr,
@@ -101,7 +67,7 @@ static void write_layer_stats(ConvAccelState *s, uint32_t gen, uint64_t addr,
     stq_le_p(r + CONVACCEL_STATS_BYTES_OFF,
              after->bytes_read + after->bytes_written -
              before->bytes_read - before->bytes_written);
-    dma_write(s, gen, addr, r, sizeof(r));
+    cva_dma_write(s, gen, addr, r, sizeof(r));
 }
 
 static const char *const convaccel_err_names[CONVACCEL_ERR_COUNT] = {
@@ -120,8 +86,32 @@ static const char *const convaccel_err_names[CONVACCEL_ERR_COUNT] = {
     [CONVACCEL_ERR_NO_MEMORY] = "out of device memory",
 };
 
+const char *cva_err_name(uint32_t code)
+{
+    return code < CONVACCEL_ERR_COUNT ? convaccel_err_names[code] : "?";
+}
+
+void cva_compute_ctl_init(ComputeCtl *cc, ConvAccelState *s, uint32_t gen)
+{
+    *cc = (ComputeCtl) {
+        .ctl = { .threads = s->compute_threads,
+                 .cancelled = cva_compute_cancelled, .opaque = cc },
+        .s = s, .gen = gen,
+    };
+}
+
+uint32_t cva_cancel_status(ConvAccelState *s, uint32_t gen)
+{
+    uint32_t err;
+
+    qemu_mutex_lock(&s->lock);
+    err = cva_stop_reason(s, gen) == JOB_ABANDONED ? ERR_ABANDONED : ERR_PAUSED;
+    qemu_mutex_unlock(&s->lock);
+    return err;
+}
+
 /* Is [addr, addr + len) entirely guest RAM (writable RAM if is_write)? */
-static bool dma_range_ok(ConvAccelState *s, uint64_t addr, uint64_t len,
+bool cva_dma_range_ok(ConvAccelState *s, uint64_t addr, uint64_t len,
                          bool is_write)
 {
     if (len == 0 || addr + len < addr) {
@@ -146,9 +136,9 @@ static bool dma_range_ok(ConvAccelState *s, uint64_t addr, uint64_t len,
     return true;
 }
 
-static bool dma_read(ConvAccelState *s, uint64_t addr, void *buf, uint64_t len)
+bool cva_dma_read(ConvAccelState *s, uint64_t addr, void *buf, uint64_t len)
 {
-    return dma_range_ok(s, addr, len, false) &&
+    return cva_dma_range_ok(s, addr, len, false) &&
            address_space_read(s->as, addr, MEMTXATTRS_UNSPECIFIED, buf,
                               len) == MEMTX_OK;
 }
@@ -162,12 +152,33 @@ static bool dma_read(ConvAccelState *s, uint64_t addr, void *buf, uint64_t len)
  * it); a reset waits for the chunk in flight (dma_writers), so nothing is
  * written after it returns.
  */
-static bool dma_write(ConvAccelState *s, uint32_t gen, uint64_t addr,
+bool cva_dma_begin(ConvAccelState *s, uint32_t gen)
+{
+    qemu_mutex_lock(&s->lock);
+    if (gen != s->generation) {
+        qemu_mutex_unlock(&s->lock);
+        return false;
+    }
+    s->dma_writers++;
+    qemu_mutex_unlock(&s->lock);
+    return true;
+}
+
+void cva_dma_end(ConvAccelState *s)
+{
+    qemu_mutex_lock(&s->lock);
+    if (--s->dma_writers == 0) {
+        qemu_cond_broadcast(&s->cond);
+    }
+    qemu_mutex_unlock(&s->lock);
+}
+
+bool cva_dma_write(ConvAccelState *s, uint32_t gen, uint64_t addr,
                       const void *buf, uint64_t len)
 {
     const uint8_t *p = buf;
 
-    if (!dma_range_ok(s, addr, len, true)) {
+    if (!cva_dma_range_ok(s, addr, len, true)) {
         return false;
     }
     while (len) {
@@ -232,7 +243,7 @@ static void parse_layer(const uint8_t *d, Layer *l)
 }
 
 /* Output size along one axis, or 0 if the kernel does not fit. */
-static uint64_t out_size(uint32_t in, uint32_t pad_a, uint32_t pad_b,
+uint64_t cva_out_size(uint32_t in, uint32_t pad_a, uint32_t pad_b,
                          uint32_t k, uint32_t stride, uint32_t dil)
 {
     uint64_t padded = (uint64_t)in + pad_a + pad_b;
@@ -241,23 +252,18 @@ static uint64_t out_size(uint32_t in, uint32_t pad_a, uint32_t pad_b,
     return padded < span ? 0 : (padded - span) / stride + 1;
 }
 
-#define FAIL(code, ...) do { \
-        g_autofree char *why_ = g_strdup_printf(__VA_ARGS__); \
-        qemu_log_mask(LOG_GUEST_ERROR, "convaccel: layer %u: %s: %s\n", \
-                      index, convaccel_err_names[code], why_); \
-        return code; \
-    } while (0)
+#define FAIL(code, ...) CVA_FAIL(index, code, __VA_ARGS__)
 
-static bool in_range(uint32_t v, uint32_t lo, uint32_t hi)
+bool cva_in_range(uint32_t v, uint32_t lo, uint32_t hi)
 {
     return v >= lo && v <= hi;
 }
 
 /*
  * Is [addr, addr + len) (guest RAM) one contiguous host range? Then the job
- * reads it in place (dma_view), else from a copy.
+ * reads it in place (cva_dma_view), else from a copy.
  */
-static bool dma_contiguous(ConvAccelState *s, uint64_t addr, uint64_t len)
+bool cva_dma_contiguous(ConvAccelState *s, uint64_t addr, uint64_t len)
 {
     hwaddr xlat, plen = len;
 
@@ -272,11 +278,11 @@ static uint64_t layer_host_bytes(ConvAccelState *s, const Layer *l)
 {
     uint64_t bytes = l->out_bytes;
 
-    bytes += dma_contiguous(s, l->input, l->in_bytes) ? 0 : l->in_bytes;
-    if (l->w_bytes && !dma_contiguous(s, l->weight, l->w_bytes)) {
+    bytes += cva_dma_contiguous(s, l->input, l->in_bytes) ? 0 : l->in_bytes;
+    if (l->w_bytes && !cva_dma_contiguous(s, l->weight, l->w_bytes)) {
         bytes += l->w_bytes;
     }
-    if (l->b_bytes && !dma_contiguous(s, l->bias, l->b_bytes)) {
+    if (l->b_bytes && !cva_dma_contiguous(s, l->bias, l->b_bytes)) {
         bytes += l->b_bytes;
     }
     return bytes;
@@ -318,18 +324,18 @@ static uint32_t check_layer(ConvAccelState *s, Layer *l, uint32_t index,
     if (conv && !(l->flags & CONVACCEL_LAYER_FLAG_BIAS) && l->bias) {
         FAIL(CONVACCEL_ERR_RESERVED, "bias address without the BIAS flag");
     }
-    if (!in_range(l->n, 1, CONVACCEL_MAX_DIM_VALUE) ||
-        !in_range(l->h_in, 1, CONVACCEL_MAX_DIM_VALUE) ||
-        !in_range(l->w_in, 1, CONVACCEL_MAX_DIM_VALUE) ||
-        !in_range(l->h_out, 1, CONVACCEL_MAX_DIM_VALUE) ||
-        !in_range(l->w_out, 1, CONVACCEL_MAX_DIM_VALUE) ||
-        !in_range(l->c_in, 1, CONVACCEL_MAX_CHANNELS_VALUE) ||
-        !in_range(l->c_out, 1, CONVACCEL_MAX_CHANNELS_VALUE)) {
+    if (!cva_in_range(l->n, 1, CONVACCEL_MAX_DIM_VALUE) ||
+        !cva_in_range(l->h_in, 1, CONVACCEL_MAX_DIM_VALUE) ||
+        !cva_in_range(l->w_in, 1, CONVACCEL_MAX_DIM_VALUE) ||
+        !cva_in_range(l->h_out, 1, CONVACCEL_MAX_DIM_VALUE) ||
+        !cva_in_range(l->w_out, 1, CONVACCEL_MAX_DIM_VALUE) ||
+        !cva_in_range(l->c_in, 1, CONVACCEL_MAX_CHANNELS_VALUE) ||
+        !cva_in_range(l->c_out, 1, CONVACCEL_MAX_CHANNELS_VALUE)) {
         FAIL(CONVACCEL_ERR_SHAPE, "a size is 0 or above its limit");
     }
-    if (!in_range(l->kh, 1, maxk) || !in_range(l->kw, 1, maxk) ||
-        !in_range(l->stride_h, 1, maxk) || !in_range(l->stride_w, 1, maxk) ||
-        !in_range(l->dil_h, 1, maxk) || !in_range(l->dil_w, 1, maxk)) {
+    if (!cva_in_range(l->kh, 1, maxk) || !cva_in_range(l->kw, 1, maxk) ||
+        !cva_in_range(l->stride_h, 1, maxk) || !cva_in_range(l->stride_w, 1, maxk) ||
+        !cva_in_range(l->dil_h, 1, maxk) || !cva_in_range(l->dil_w, 1, maxk)) {
         FAIL(CONVACCEL_ERR_KERNEL, "kernel %ux%u stride %ux%u dilation %ux%u",
              l->kh, l->kw, l->stride_h, l->stride_w, l->dil_h, l->dil_w);
     }
@@ -352,9 +358,9 @@ static uint32_t check_layer(ConvAccelState *s, Layer *l, uint32_t index,
     } else if (l->groups != 1 || l->c_out != l->c_in) {
         FAIL(CONVACCEL_ERR_SHAPE, "pooling needs groups 1 and c_out == c_in");
     }
-    if (out_size(l->h_in, l->pad_top, l->pad_bottom, l->kh, l->stride_h,
+    if (cva_out_size(l->h_in, l->pad_top, l->pad_bottom, l->kh, l->stride_h,
                  l->dil_h) != l->h_out ||
-        out_size(l->w_in, l->pad_left, l->pad_right, l->kw, l->stride_w,
+        cva_out_size(l->w_in, l->pad_left, l->pad_right, l->kw, l->stride_w,
                  l->dil_w) != l->w_out) {
         FAIL(CONVACCEL_ERR_SHAPE, "output %ux%u does not follow from the input "
              "%ux%u and the kernel", l->h_out, l->w_out, l->h_in, l->w_in);
@@ -380,10 +386,10 @@ static uint32_t check_layer(ConvAccelState *s, Layer *l, uint32_t index,
     if ((l->input | l->output | l->weight | l->bias) % sizeof(float)) {
         FAIL(CONVACCEL_ERR_DMA, "a tensor address is not 4-byte aligned");
     }
-    if (!dma_range_ok(s, l->input, l->in_bytes, false) ||
-        !dma_range_ok(s, l->output, l->out_bytes, true) ||
-        (l->w_bytes && !dma_range_ok(s, l->weight, l->w_bytes, false)) ||
-        (l->b_bytes && !dma_range_ok(s, l->bias, l->b_bytes, false))) {
+    if (!cva_dma_range_ok(s, l->input, l->in_bytes, false) ||
+        !cva_dma_range_ok(s, l->output, l->out_bytes, true) ||
+        (l->w_bytes && !cva_dma_range_ok(s, l->weight, l->w_bytes, false)) ||
+        (l->b_bytes && !cva_dma_range_ok(s, l->bias, l->b_bytes, false))) {
         FAIL(CONVACCEL_ERR_DMA, "a tensor address range is not guest RAM");
     }
     if (layer_host_bytes(s, l) > MAX_HOST_BYTES) {
@@ -422,37 +428,55 @@ static struct cvc_pool to_pool(const Layer *l, const struct cvc_ctl *ctl)
 }
 
 /* Modelled cycles of one layer on the hypothetical silicon (docs/hardware.md). */
-static uint64_t model_cycles(const Layer *l)
+uint64_t cva_model_cycles(ConvAccelState *s, const ModelLayer *m)
 {
-    const uint64_t a = CONVACCEL_MODEL_ARRAY;
-    uint64_t positions = (uint64_t)l->n * l->h_out * l->w_out * l->kh * l->kw;
-    uint64_t bytes = l->in_bytes + l->w_bytes + l->b_bytes + l->out_bytes;
-    uint64_t compute, dma = DIV_ROUND_UP(bytes, CONVACCEL_MODEL_DMA_BYTES);
+    const uint64_t a = s->model_array;
+    uint64_t positions = m->n * m->h_out * m->w_out * m->kh * m->kw;
+    uint64_t compute, dma = DIV_ROUND_UP(m->bytes, s->model_dma_bytes);
 
-    if (l->op == CONVACCEL_LAYER_OP_CONV) {
-        uint64_t cin_g = l->c_in / l->groups, cout_g = l->c_out / l->groups;
+    if (m->op == CONVACCEL_LAYER_OP_CONV || m->op == CONVACCEL_LAYER_OP_FC) {
+        uint64_t cin_g = m->c_in / m->groups, cout_g = m->c_out / m->groups;
 
-        compute = positions * l->groups * DIV_ROUND_UP(cin_g, a) *
-                  DIV_ROUND_UP(cout_g, a);
+        if (m->groups > 1 && cin_g == 1 && cout_g == 1) {
+            compute = positions * DIV_ROUND_UP(m->c_in, a);     /* depthwise */
+        } else {
+            compute = positions * m->groups * DIV_ROUND_UP(cin_g, a) *
+                      DIV_ROUND_UP(cout_g, a);
+        }
+        if (m->int8) {
+            compute = DIV_ROUND_UP(compute, s->model_int8_factor);
+        }
     } else {
-        compute = DIV_ROUND_UP(positions * l->c_in, CONVACCEL_MODEL_POOL_LANES);
+        uint64_t taps = m->kh * m->kw;
+
+        if (m->op == CONVACCEL_LAYER_OP_GLOBAL_AVGPOOL ||
+            m->op == CONVACCEL_LAYER_OP_GLOBAL_MAXPOOL) {
+            taps = m->h_in * m->w_in;
+        }
+        compute = DIV_ROUND_UP(m->n * m->c_out * m->h_out * m->w_out * taps,
+                               s->model_pool_lanes);
     }
-    return MAX(compute, dma) + CONVACCEL_MODEL_LAYER_CYCLES;
+    return MAX(compute, dma) + s->model_layer_cycles;
+}
+
+static uint64_t model_cycles(ConvAccelState *s, const Layer *l)
+{
+    ModelLayer m = {
+        .op = l->op, .n = l->n, .c_in = l->c_in, .c_out = l->c_out,
+        .h_in = l->h_in, .w_in = l->w_in, .h_out = l->h_out, .w_out = l->w_out,
+        .kh = l->kh, .kw = l->kw, .groups = l->groups,
+        .bytes = l->in_bytes + l->w_bytes + l->b_bytes + l->out_bytes,
+    };
+
+    return cva_model_cycles(s, &m);
 }
 
 /*
- * A tensor the device reads: guest RAM mapped in place when it is one
- * contiguous host range (no copy), else a copy. Outputs are never mapped:
- * they go through a bounce buffer written by dma_write, so a reset stops a
- * job's writes at once.
+ * Inputs are read in place (or copied, cva_dma_view). Outputs are never
+ * mapped: they go through a bounce buffer written by cva_dma_write, so a
+ * reset stops a job's writes at once.
  */
-typedef struct DmaView {
-    float *ptr;
-    hwaddr len;
-    bool mapped;
-} DmaView;
-
-static uint32_t dma_view(ConvAccelState *s, uint64_t addr, uint64_t len,
+uint32_t cva_dma_view(ConvAccelState *s, uint64_t addr, uint64_t len,
                          DmaView *v)
 {
     hwaddr plen = len;
@@ -472,10 +496,10 @@ static uint32_t dma_view(ConvAccelState *s, uint64_t addr, uint64_t len,
     if (!v->ptr) {
         return CONVACCEL_ERR_NO_MEMORY;
     }
-    return dma_read(s, addr, v->ptr, len) ? CONVACCEL_ERR_OK : CONVACCEL_ERR_DMA;
+    return cva_dma_read(s, addr, v->ptr, len) ? CONVACCEL_ERR_OK : CONVACCEL_ERR_DMA;
 }
 
-static void dma_view_release(ConvAccelState *s, DmaView *v)
+void cva_dma_view_release(ConvAccelState *s, DmaView *v)
 {
     if (v->mapped) {
         address_space_unmap(s->as, v->ptr, v->len, false, 0);
@@ -486,7 +510,7 @@ static void dma_view_release(ConvAccelState *s, DmaView *v)
 }
 
 /* The output bounce buffer, kept between layers (only the worker uses it). */
-static float *scratch_out(ConvAccelState *s, uint64_t bytes)
+void *cva_scratch_out(ConvAccelState *s, uint64_t bytes)
 {
     if (bytes > s->scratch_size) {
         g_free(s->scratch_buf);
@@ -500,25 +524,22 @@ static float *scratch_out(ConvAccelState *s, uint64_t bytes)
 static uint32_t run_layer(ConvAccelState *s, uint32_t gen, const Layer *l,
                           JobCounters *c)
 {
-    ComputeCtl cc = {
-        .ctl = { .threads = s->compute_threads, .cancelled = compute_cancelled,
-                 .opaque = &cc },
-        .s = s, .gen = gen,
-    };
+    ComputeCtl cc;
     DmaView in = { 0 }, w = { 0 }, b = { 0 };
-    float *out = scratch_out(s, l->out_bytes);
+    float *out = cva_scratch_out(s, l->out_bytes);
     uint32_t err = out ? CONVACCEL_ERR_OK : CONVACCEL_ERR_NO_MEMORY;
     int64_t t0;
     int ret;
 
+    cva_compute_ctl_init(&cc, s, gen);
     if (!err) {
-        err = dma_view(s, l->input, l->in_bytes, &in);
+        err = cva_dma_view(s, l->input, l->in_bytes, &in);
     }
     if (!err && l->w_bytes) {
-        err = dma_view(s, l->weight, l->w_bytes, &w);
+        err = cva_dma_view(s, l->weight, l->w_bytes, &w);
     }
     if (!err && l->b_bytes) {
-        err = dma_view(s, l->bias, l->b_bytes, &b);
+        err = cva_dma_view(s, l->bias, l->b_bytes, &b);
     }
     if (err) {
         goto out;
@@ -537,22 +558,20 @@ static uint32_t run_layer(ConvAccelState *s, uint32_t gen, const Layer *l,
     }
     c->host_ns += get_clock() - t0;
     if (ret == CVC_CANCELLED) {
-        qemu_mutex_lock(&s->lock);
-        err = stop_reason(s, gen) == JOB_ABANDONED ? ERR_ABANDONED : ERR_PAUSED;
-        qemu_mutex_unlock(&s->lock);
+        err = cva_cancel_status(s, gen);
     } else if (ret) {
         err = CONVACCEL_ERR_NO_MEMORY;
-    } else if (!dma_write(s, gen, l->output, out, l->out_bytes)) {
+    } else if (!cva_dma_write(s, gen, l->output, out, l->out_bytes)) {
         err = CONVACCEL_ERR_DMA;
     } else {
         c->bytes_read += l->in_bytes + l->w_bytes + l->b_bytes;
         c->bytes_written += l->out_bytes;
-        c->cycles += model_cycles(l);
+        c->cycles += model_cycles(s, l);
     }
 out:
-    dma_view_release(s, &in);
-    dma_view_release(s, &w);
-    dma_view_release(s, &b);
+    cva_dma_view_release(s, &in);
+    cva_dma_view_release(s, &w);
+    cva_dma_view_release(s, &b);
     return err;
 }
 
@@ -568,7 +587,7 @@ static JobEnd job_delay(ConvAccelState *s, uint32_t gen, uint32_t qi,
     JobEnd end;
 
     qemu_mutex_lock(&s->lock);
-    while ((end = stop_reason(s, gen)) == JOB_REPORT) {
+    while ((end = cva_stop_reason(s, gen)) == JOB_REPORT) {
         int64_t left = deadline - get_clock();
 
         if (left <= 0) {
@@ -606,7 +625,7 @@ static JobEnd pause_job(ConvAccelState *s, uint32_t gen, uint32_t tag,
 
     trace_convaccel_job_pause(tag, layers_done);
     qemu_mutex_lock(&s->lock);
-    if (stop_reason(s, gen) == JOB_ABANDONED) {
+    if (cva_stop_reason(s, gen) == JOB_ABANDONED) {
         end = JOB_ABANDONED;
     } else {
         s->progress = (ConvAccelProgress) { .layers_done = layers_done, .c = *c };
@@ -630,7 +649,7 @@ static void write_result(ConvAccelState *s, uint32_t gen, uint64_t addr,
     stq_le_p(r + CONVACCEL_RESULT_BYTES_WRITTEN_OFF, c->bytes_written);
     stq_le_p(r + CONVACCEL_RESULT_HOST_NS_OFF, c->host_ns);
     stq_le_p(r + CONVACCEL_RESULT_CYCLES_OFF, c->cycles);
-    if (!dma_write(s, gen, addr, r, sizeof(r))) {
+    if (!cva_dma_write(s, gen, addr, r, sizeof(r))) {
         qemu_log_mask(LOG_GUEST_ERROR, "convaccel: job tag %u: result address "
                       "0x%" PRIx64 " is not guest RAM\n", d->tag, addr);
     }
@@ -649,7 +668,9 @@ static JobEnd run_job(ConvAccelState *s, uint32_t qi, const ConvAccelJob *jp,
     uint8_t hdr[CONVACCEL_JOB_SIZE];
     g_autofree uint8_t *descs = NULL;
     g_autofree Layer *layers = NULL;
-    JobCounters c = { .cycles = CONVACCEL_MODEL_JOB_CYCLES };
+    Layer2 *layers2 = NULL;
+    size_t dsize;
+    JobCounters c = { .cycles = s->model_job_cycles };
     uint64_t layers_addr, stats_addr, result_addr = 0;
     uint32_t i, flags, count = 0, done = 0, index = CONVACCEL_RESULT_LAYER_JOB;
     uint64_t work = 0;
@@ -664,7 +685,7 @@ static JobEnd run_job(ConvAccelState *s, uint32_t qi, const ConvAccelJob *jp,
         trace_convaccel_job_hang(job.addr);
         return job_hang(s, gen);
     }
-    if (!dma_read(s, job.addr, hdr, sizeof(hdr))) {
+    if (!cva_dma_read(s, job.addr, hdr, sizeof(hdr))) {
         qemu_log_mask(LOG_GUEST_ERROR, "convaccel: job descriptor at 0x%"
                       PRIx64 " is not guest RAM\n", job.addr);
         d->status = CONVACCEL_ERR_DMA;
@@ -686,13 +707,13 @@ static JobEnd run_job(ConvAccelState *s, uint32_t qi, const ConvAccelJob *jp,
 
     if (ldl_le_p(hdr + CONVACCEL_JOB_MAGIC_OFF) != CONVACCEL_JOB_MAGIC) {
         d->status = CONVACCEL_ERR_MAGIC;
-    } else if ((flags & ~CONVACCEL_JOB_FLAG_STATS) ||
+    } else if ((flags & ~(CONVACCEL_JOB_FLAG_STATS | CONVACCEL_JOB_FLAG_V2)) ||
                ldq_le_p(hdr + CONVACCEL_JOB_RSVD_OFF)) {
         d->status = CONVACCEL_ERR_RESERVED;
-    } else if (!in_range(count, 1, CONVACCEL_MAX_LAYERS_VALUE)) {
+    } else if (!cva_in_range(count, 1, CONVACCEL_MAX_LAYERS_VALUE)) {
         d->status = CONVACCEL_ERR_LAYER_COUNT;
     } else if ((flags & CONVACCEL_JOB_FLAG_STATS) &&
-               !dma_range_ok(s, stats_addr, (uint64_t)count * CONVACCEL_STATS_SIZE,
+               !cva_dma_range_ok(s, stats_addr, (uint64_t)count * CONVACCEL_STATS_SIZE,
                              true)) {
         d->status = CONVACCEL_ERR_DMA;
     } else if (job.faults & CONVACCEL_FAULT_DMA_ERROR) {
@@ -700,27 +721,42 @@ static JobEnd run_job(ConvAccelState *s, uint32_t qi, const ConvAccelJob *jp,
     } else if (job.inject_error) {
         d->status = CONVACCEL_ERR_INJECTED;
     } else {
-        descs = g_malloc((size_t)count * CONVACCEL_LAYER_SIZE);
-        layers = g_new(Layer, count);
-        if (!dma_read(s, layers_addr, descs, (uint64_t)count * CONVACCEL_LAYER_SIZE)) {
+        bool v2 = flags & CONVACCEL_JOB_FLAG_V2;
+
+        dsize = v2 ? CONVACCEL_LAYER2_SIZE : CONVACCEL_LAYER_SIZE;
+        descs = g_malloc((size_t)count * dsize);
+        if (v2) {
+            layers2 = cva_v2_layers_new(count);
+        } else {
+            layers = g_new(Layer, count);
+        }
+        if (!cva_dma_read(s, layers_addr, descs, (uint64_t)count * dsize)) {
             d->status = CONVACCEL_ERR_DMA;
         }
         /* the whole job is checked before anything runs (again on resume) */
         for (i = 0; i < count && !d->status; i++) {
-            parse_layer(descs + (size_t)i * CONVACCEL_LAYER_SIZE, &layers[i]);
-            d->status = check_layer(s, &layers[i], i, &work);
+            if (v2) {
+                d->status = cva_v2_check(s, layers2, i, descs + (size_t)i * dsize,
+                                         &work);
+            } else {
+                parse_layer(descs + (size_t)i * dsize, &layers[i]);
+                d->status = check_layer(s, &layers[i], i, &work);
+            }
             index = i;
         }
         for (i = done; i < count && !d->status; i++) {
             JobCounters before = c;
 
             index = i;
-            d->status = run_layer(s, gen, &layers[i], &c);
+            d->status = v2 ? cva_v2_run(s, gen, layers2, i, &c) :
+                             run_layer(s, gen, &layers[i], &c);
             if (d->status == ERR_ABANDONED) {
+                cva_v2_layers_free(layers2, count);
                 return JOB_ABANDONED;
             }
             if (d->status == ERR_PAUSED) {
                 /* this layer wrote nothing: it runs again on resume */
+                cva_v2_layers_free(layers2, count);
                 return pause_job(s, gen, d->tag, i, &before);
             }
             done += !d->status;
@@ -730,9 +766,11 @@ static JobEnd run_job(ConvAccelState *s, uint32_t qi, const ConvAccelJob *jp,
             }
             /* a VM stop pauses the job at the next layer boundary */
             if (!d->status && i + 1 < count && !qatomic_read(&s->vm_running)) {
+                cva_v2_layers_free(layers2, count);
                 return pause_job(s, gen, d->tag, i + 1, &c);
             }
         }
+        cva_v2_layers_free(layers2, count);
     }
     if (d->status) {
         d->layer = index;

@@ -182,7 +182,9 @@ static uint64_t convaccel_read(void *opaque, hwaddr addr, unsigned size)
         break;
     case CONVACCEL_REG_CAPS:
         val = CONVACCEL_CAP_SOFT_IRQ | CONVACCEL_CAP_RESET | CONVACCEL_CAP_CONV |
-              CONVACCEL_CAP_POOL | CONVACCEL_CAP_FAULT;
+              CONVACCEL_CAP_POOL | CONVACCEL_CAP_FAULT | CONVACCEL_CAP_V2 |
+              CONVACCEL_CAP_ELTWISE | CONVACCEL_CAP_ACT_EXT |
+              CONVACCEL_CAP_GLOBAL_POOL | CONVACCEL_CAP_FC | CONVACCEL_CAP_INT8;
         break;
     case CONVACCEL_REG_SCRATCH:
         val = s->scratch;
@@ -365,6 +367,12 @@ static void convaccel_realize(DeviceState *dev, Error **errp)
                    s->prop_fault_ctrl);
         return;
     }
+    if (!s->model_array || !s->model_int8_factor || !s->model_dma_bytes ||
+        !s->model_pool_lanes) {
+        error_setg(errp, "convaccel: model-array, model-int8-factor, "
+                   "model-dma-bytes and model-pool-lanes must be nonzero");
+        return;
+    }
     if (s->prop_fault_delay_us > CONVACCEL_FAULT_DELAY_MAX_US) {
         warn_report("convaccel: fault-delay-us %u clamped to %u",
                     s->prop_fault_delay_us, CONVACCEL_FAULT_DELAY_MAX_US);
@@ -543,6 +551,18 @@ static const Property convaccel_properties[] = {
                        prop_fault_error_after, 0),
     DEFINE_PROP_UINT32("compute-threads", ConvAccelState, compute_threads, 0),
     DEFINE_PROP_UINT32("fault-limit-value", ConvAccelState, fault_limit_value, 0),
+    DEFINE_PROP_UINT32("model-array", ConvAccelState, model_array,
+                       CONVACCEL_MODEL_ARRAY),
+    DEFINE_PROP_UINT32("model-int8-factor", ConvAccelState, model_int8_factor,
+                       CONVACCEL_MODEL_INT8_FACTOR),
+    DEFINE_PROP_UINT32("model-dma-bytes", ConvAccelState, model_dma_bytes,
+                       CONVACCEL_MODEL_DMA_BYTES),
+    DEFINE_PROP_UINT32("model-pool-lanes", ConvAccelState, model_pool_lanes,
+                       CONVACCEL_MODEL_POOL_LANES),
+    DEFINE_PROP_UINT32("model-layer-cycles", ConvAccelState, model_layer_cycles,
+                       CONVACCEL_MODEL_LAYER_CYCLES),
+    DEFINE_PROP_UINT32("model-job-cycles", ConvAccelState, model_job_cycles,
+                       CONVACCEL_MODEL_JOB_CYCLES),
 };
 
 static void convaccel_class_init(ObjectClass *klass, void *data)

@@ -96,6 +96,13 @@ struct ConvAccelState {
     uint32_t prop_fault_error_after;
     uint32_t fault_limit_value;     /* nonzero: every limit register reads it */
     uint32_t compute_threads;
+    /* the cost model (docs/hardware.md), model-* properties */
+    uint32_t model_array;
+    uint32_t model_int8_factor;
+    uint32_t model_dma_bytes;
+    uint32_t model_pool_lanes;
+    uint32_t model_layer_cycles;
+    uint32_t model_job_cycles;
 };
 
 /* convaccel-job.c: the worker thread's body. */
