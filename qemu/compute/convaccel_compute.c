@@ -403,30 +403,78 @@ static ptrdiff_t tap_row(size_t oh, size_t ki, size_t stride, size_t dil,
     return ih >= 0 && ih < (ptrdiff_t)size ? ih : -1;
 }
 
-/* The activations keep NaN, as PyTorch's do (a NaN compares false). */
-static void act_row(float *y, size_t len, unsigned act)
+/* A fused activation and its parameters (docs/hardware.md, "Activations"). */
+struct act_params {
+    unsigned act;       /* enum cvc_act */
+    float alpha, beta;  /* LeakyReLU's slope; hard-sigmoid's alpha and beta */
+};
+
+static struct act_params act_of(unsigned act, float alpha, float beta)
 {
+    return (struct act_params) { .act = act, .alpha = alpha, .beta = beta };
+}
+
+/* min(max(v, 0), 1), NaN kept (a NaN compares false). */
+static inline float clamp01(float v)
+{
+    v = v < 0.0f ? 0.0f : v;
+    return v > 1.0f ? 1.0f : v;
+}
+
+/*
+ * The activations keep NaN, as PyTorch's do (a NaN compares false; NaN
+ * times anything is NaN). Branchless selects, so that they vectorize.
+ */
+CVC_TARGET_CLONES
+static void act_row(float *y, size_t len, const struct act_params *a)
+{
+    float alpha = a->alpha, beta = a->beta;
     size_t i;
 
-    if (act == CVC_ACT_RELU) {
+    switch (a->act) {
+    case CVC_ACT_RELU:
         for (i = 0; i < len; i++) {
             y[i] = y[i] < 0.0f ? 0.0f : y[i];
         }
-    } else if (act == CVC_ACT_RELU6) {
+        break;
+    case CVC_ACT_RELU6:
         for (i = 0; i < len; i++) {
             float v = y[i] < 0.0f ? 0.0f : y[i];
             y[i] = v > 6.0f ? 6.0f : v;
         }
+        break;
+    case CVC_ACT_LEAKY_RELU:
+        for (i = 0; i < len; i++) {
+            y[i] = y[i] < 0.0f ? alpha * y[i] : y[i];
+        }
+        break;
+    case CVC_ACT_SIGMOID:
+        for (i = 0; i < len; i++) {
+            y[i] = 1.0f / (1.0f + expf(-y[i]));
+        }
+        break;
+    case CVC_ACT_HARD_SIGMOID:
+        for (i = 0; i < len; i++) {
+            y[i] = clamp01(alpha * y[i] + beta);
+        }
+        break;
+    case CVC_ACT_HARD_SWISH:
+        for (i = 0; i < len; i++) {
+            y[i] = y[i] * clamp01(alpha * y[i] + beta);
+        }
+        break;
+    default:
+        break;
     }
 }
 
 /* y[r][c] = act(y[r][c] + bias[r]) over rows x cols, row pitch ld. */
 static void epilogue(float *y, size_t rows, size_t cols, size_t ld,
-                     const float *bias, unsigned act)
+                     const float *bias, const struct act_params *act)
 {
     size_t r, i;
 
-    if (!bias && act == CVC_ACT_NONE) {
+    if (!bias && act->act == CVC_ACT_NONE) {
         return;
     }
     for (r = 0; r < rows; r++) {
@@ -557,7 +605,7 @@ struct gemm_job {
     bool accumulate;    /* add to C (a later slice of k) */
     bool epilogue;      /* the last slice of k: bias and activation */
     const float *bias;
-    unsigned act;
+    struct act_params act;
     bool split_rows;
 };
 
@@ -580,7 +628,7 @@ static void gemm_part(void *opaque, size_t begin, size_t end)
                   c, g->ldc, g->accumulate);
             if (g->epilogue) {
                 epilogue(c, i1 - i0, g->n, g->ldc, g->bias ? g->bias + i0 : NULL,
-                         g->act);
+                         &g->act);
             }
         } else {
             size_t c0 = i0 * GEMM_COLS, c1 = min_size(i1 * GEMM_COLS, g->n);
@@ -588,7 +636,7 @@ static void gemm_part(void *opaque, size_t begin, size_t end)
             sgemm(g->m, c1 - c0, g->k, g->a, g->lda, g->b + c0, g->ldb,
                   g->c + c0, g->ldc, g->accumulate);
             if (g->epilogue) {
-                epilogue(g->c + c0, g->m, c1 - c0, g->ldc, g->bias, g->act);
+                epilogue(g->c + c0, g->m, c1 - c0, g->ldc, g->bias, &g->act);
             }
         }
     }
@@ -666,7 +714,8 @@ static int conv_gemm(struct cvc_run *run, const struct cvc_conv *p,
                 .run = run, .m = cout_g, .n = plane_out, .k = k,
                 .a = w + g * cout_g * k, .lda = k, .b = x, .ldb = plane_out,
                 .c = y, .ldc = plane_out, .epilogue = true,
-                .bias = bias ? bias + g * cout_g : NULL, .act = p->act,
+                .bias = bias ? bias + g * cout_g : NULL,
+                .act = act_of(p->act, p->act_alpha, p->act_beta),
             };
 
             if (!col) {
@@ -841,6 +890,7 @@ static void depthwise_planes(void *opaque, size_t begin, size_t end)
     /* a tile of the flat filter: whole vector blocks, about CVC_TILE_WORK */
     size_t block = 4 * VEC_LEN;
     size_t step = (tile_items(taps) + block - 1) / block * block;
+    struct act_params act = act_of(p->act, p->act_alpha, p->act_beta);
     float *scratch, *flat;
     size_t pl, oh, q;
 
@@ -871,53 +921,71 @@ static void depthwise_planes(void *opaque, size_t begin, size_t end)
         for (oh = 0; oh < p->h_out; oh++) {
             memcpy(y + oh * p->w_out, flat + oh * j->cols,
                    p->w_out * sizeof(float));
-            act_row(y + oh * p->w_out, p->w_out, p->act);
+            act_row(y + oh * p->w_out, p->w_out, &act);
         }
     }
     free(scratch);
 }
 
-static int conv_depthwise(struct cvc_run *run, const struct cvc_conv *p,
-                          const float *in, const float *w, const float *bias,
-                          float *out)
+/*
+ * The phase-plane geometry of a depthwise convolution into job (see above),
+ * for 4-byte elements. Returns CVC_OK with job->toff allocated, 1 when the
+ * planes would exceed CVC_PLANE_BYTES (go by im2col), or CVC_NO_MEMORY.
+ */
+static int dw_plan(const struct cvc_conv *p, struct dw_job *job)
 {
     size_t sh = p->stride_h, sw = p->stride_w;
     size_t row_shift = (size_t)(p->kh - 1) * p->dil_h / sh;
     size_t col_shift = (size_t)(p->kw - 1) * p->dil_w / sw;
-    struct dw_job job = {
-        .run = run, .p = p, .in = in, .w = w, .bias = bias, .out = out,
-        .rows = p->h_out + row_shift,
-        .cols = p->w_out + col_shift,
-    };
     size_t ki, kj;
 
+    job->rows = p->h_out + row_shift;
+    job->cols = p->w_out + col_shift;
     /* The last vector may read up to VEC_LEN - 1 entries past the rows. */
-    job.phase_len = mul_sat(job.rows, job.cols) + col_shift + VEC_LEN;
-    job.stride_len = mul_sat(sh * sw, job.phase_len);
-    job.flat_len = mul_sat(p->h_out, job.cols);
-    if (job.phase_len < VEC_LEN || job.stride_len > SIZE_MAX / 2 ||
-        job.flat_len > SIZE_MAX / 2) {
+    job->phase_len = mul_sat(job->rows, job->cols) + col_shift + VEC_LEN;
+    job->stride_len = mul_sat(sh * sw, job->phase_len);
+    job->flat_len = mul_sat(p->h_out, job->cols);
+    if (job->phase_len < VEC_LEN || job->stride_len > SIZE_MAX / 2 ||
+        job->flat_len > SIZE_MAX / 2) {
         return CVC_NO_MEMORY;  /* sizes overflowed: no such memory anyway */
     }
-    job.flat_len = (job.flat_len + VEC_LEN - 1) / VEC_LEN * VEC_LEN;
+    job->flat_len = (job->flat_len + VEC_LEN - 1) / VEC_LEN * VEC_LEN;
     /* Each thread holds one plane's scratch: too large planes go by im2col. */
-    if (job.stride_len + job.flat_len > CVC_PLANE_BYTES / sizeof(float)) {
-        return conv_gemm(run, p, in, w, bias, out);
+    if (job->stride_len + job->flat_len > CVC_PLANE_BYTES / sizeof(float)) {
+        return 1;
     }
-    job.toff = malloc((size_t)p->kh * p->kw * sizeof(*job.toff));
-    if (!job.toff) {
+    job->toff = malloc((size_t)p->kh * p->kw * sizeof(*job->toff));
+    if (!job->toff) {
         return CVC_NO_MEMORY;
     }
     for (ki = 0; ki < p->kh; ki++) {
         for (kj = 0; kj < p->kw; kj++) {
             size_t r = ki * p->dil_h, c = kj * p->dil_w;  /* at q = 0 */
 
-            job.toff[ki * p->kw + kj] =
-                (r % sh * sw + c % sw) * job.phase_len +
-                r / sh * job.cols + c / sw;
+            job->toff[ki * p->kw + kj] =
+                (r % sh * sw + c % sw) * job->phase_len +
+                r / sh * job->cols + c / sw;
         }
     }
-    atomic_init(&job.failed, 0);
+    atomic_init(&job->failed, 0);
+    return CVC_OK;
+}
+
+static int conv_depthwise(struct cvc_run *run, const struct cvc_conv *p,
+                          const float *in, const float *w, const float *bias,
+                          float *out)
+{
+    struct dw_job job = {
+        .run = run, .p = p, .in = in, .w = w, .bias = bias, .out = out,
+    };
+    int rc = dw_plan(p, &job);
+
+    if (rc == 1) {
+        return conv_gemm(run, p, in, w, bias, out);
+    }
+    if (rc) {
+        return rc;
+    }
     cvc_parallel(run, depthwise_planes, &job, (size_t)p->n * p->c_out,
                  (size_t)p->h_out * p->w_out * p->kh * p->kw);
     free(job.toff);
@@ -1028,6 +1096,7 @@ static void pool_plane(struct cvc_run *run, const struct cvc_pool *p,
                        const float *x, float *y, bool is_max)
 {
     float scale = 1.0f / (float)((size_t)p->kh * p->kw);
+    struct act_params act = act_of(p->act, 0.0f, 0.0f);
     size_t oh, ow, ki, kj;
 
     if (is_global(p)) {
@@ -1041,7 +1110,7 @@ static void pool_plane(struct cvc_run *run, const struct cvc_pool *p,
         } else {
             y[0] = sum_run(x, len) * scale;
         }
-        act_row(y, 1, p->act);
+        act_row(y, 1, &act);
         return;
     }
 
@@ -1077,7 +1146,7 @@ static void pool_plane(struct cvc_run *run, const struct cvc_pool *p,
                 yr[ow] *= scale;
             }
         }
-        act_row(yr, p->w_out, p->act);
+        act_row(yr, p->w_out, &act);
     }
 }
 
@@ -1121,4 +1190,979 @@ int cvc_maxpool2d(const struct cvc_pool *p, const float *in, float *out)
 int cvc_avgpool2d(const struct cvc_pool *p, const float *in, float *out)
 {
     return pool2d(p, in, out, false);
+}
+
+/* ------------------------------------------------------------------------
+ * Fully connected, float32: one SGEMM for the batch
+ *
+ * out (n x c_out) = in (n x c_in) * w^T, w row-major [c_out][c_in]. The
+ * threads take slices of the output channels, so each weight row is read
+ * once for all n images.
+ */
+
+struct fc_job {
+    struct cvc_run *run;
+    const struct cvc_fc *p;
+    const float *in, *w, *bias;
+    float *out;
+};
+
+/* Output channels [begin, end), a tile of about CVC_TILE_WORK at a time. */
+static void fc_part(void *opaque, size_t begin, size_t end)
+{
+    const struct fc_job *j = opaque;
+    const struct cvc_fc *p = j->p;
+    struct act_params act = act_of(p->act, p->act_alpha, p->act_beta);
+    size_t step = tile_items((size_t)p->n * p->c_in);
+    size_t c0, c1, i, c;
+
+    for (c0 = begin; c0 < end && !run_stopped(j->run); c0 = c1) {
+        c1 = min_size(end, c0 + step);
+        if (p->n == 1) {
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)(c1 - c0), (int)p->c_in,
+                        1.0f, j->w + c0 * p->c_in, (int)p->c_in, j->in, 1,
+                        0.0f, j->out + c0, 1);
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)p->n,
+                        (int)(c1 - c0), (int)p->c_in, 1.0f, j->in, (int)p->c_in,
+                        j->w + c0 * p->c_in, (int)p->c_in, 0.0f, j->out + c0,
+                        (int)p->c_out);
+        }
+        for (i = 0; i < p->n; i++) {
+            float *y = j->out + i * p->c_out + c0;
+
+            if (j->bias) {
+                for (c = 0; c < c1 - c0; c++) {
+                    y[c] += j->bias[c0 + c];
+                }
+            }
+            act_row(y, c1 - c0, &act);
+        }
+    }
+}
+
+int cvc_fc(const struct cvc_fc *p, const float *in, const float *w,
+           const float *bias, float *out)
+{
+    static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+    struct cvc_run run;
+    struct fc_job job = { .run = &run, .p = p, .in = in, .w = w, .bias = bias,
+                          .out = out };
+
+    if (p->n > INT_MAX || p->c_in > INT_MAX || p->c_out > INT_MAX) {
+        return CVC_NO_MEMORY;
+    }
+    pthread_once(&blas_once, openblas_single_threaded);
+    run_init(&run, p->ctl);
+    cvc_parallel(&run, fc_part, &job, p->c_out, (size_t)p->n * p->c_in);
+    return run_status(&run);
+}
+
+/* ------------------------------------------------------------------------
+ * int8: instruction set selection
+ *
+ * Three implementations of the same int8 GEMM micro-kernel (below), on the
+ * same data layouts: AVX-512 VNNI (vpdpbusd), AVX2 (vpmaddwd) and plain C.
+ * Each computes the same int32 sums modulo 2^32, so they agree bit for bit.
+ */
+#if defined(__GNUC__) && defined(__x86_64__)
+#define CVC_X86 1
+#include <immintrin.h>
+#define CVC_AVX2 __attribute__((target("avx2")))
+#define CVC_VNNI \
+    __attribute__((target("avx2,avx512f,avx512bw,avx512vl,avx512vnni")))
+#else
+#define CVC_X86 0
+#endif
+
+static atomic_int cvc_isa_cap; /* enum cvc_isa set by cvc_set_isa, 0: none */
+
+/* The best ISA this CPU (and its OS) runs, capped by $CVC_ISA. */
+static int isa_detect(void)
+{
+    static atomic_int detected;
+    int isa = atomic_load_explicit(&detected, memory_order_relaxed);
+    const char *env;
+
+    if (isa) {
+        return isa;
+    }
+    isa = CVC_ISA_PORTABLE;
+#if CVC_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2")) {
+        isa = CVC_ISA_AVX2;
+    }
+    if (isa == CVC_ISA_AVX2 && __builtin_cpu_supports("avx512f") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512vnni")) {
+        isa = CVC_ISA_AVX512_VNNI;
+    }
+#endif
+    env = getenv("CVC_ISA");
+    if (env && strcmp(env, "portable") == 0) {
+        isa = CVC_ISA_PORTABLE;
+    } else if (env && strcmp(env, "avx2") == 0 && isa > CVC_ISA_AVX2) {
+        isa = CVC_ISA_AVX2;
+    }
+    atomic_store_explicit(&detected, isa, memory_order_relaxed);
+    return isa;
+}
+
+int cvc_isa(void)
+{
+    int cap = atomic_load_explicit(&cvc_isa_cap, memory_order_relaxed);
+    int isa = isa_detect();
+
+    return cap && cap < isa ? cap : isa;
+}
+
+int cvc_set_isa(int isa)
+{
+    atomic_store_explicit(&cvc_isa_cap,
+                          isa >= CVC_ISA_PORTABLE && isa <= CVC_ISA_AVX512_VNNI ? isa : 0,
+                          memory_order_relaxed);
+    return cvc_isa();
+}
+
+/* ------------------------------------------------------------------------
+ * int8: requantization, the epilogue of every int8 layer
+ *
+ * rescale(v, M, S) = (v * M + 2^(S-1)) >> S in 64 bits: |v| <= 2^31 and
+ * 0 <= M < 2^31 give |v * M| < 2^62, so nothing overflows.
+ */
+
+static inline int8_t requant_one(int32_t acc, int32_t m, int32_t s,
+                                 const struct cvc_quant *q)
+{
+    int64_t v = ((int64_t)acc * m + ((int64_t)1 << (s - 1))) >> s;
+
+    v += q->zp_out;
+    v = v < q->act_min ? q->act_min : v > q->act_max ? q->act_max : v;
+    return (int8_t)v;
+}
+
+/* Wrapping int32 addition (the accumulators' two's complement). */
+static inline int32_t add_wrap(int32_t a, int32_t b)
+{
+    return (int32_t)((uint32_t)a + (uint32_t)b);
+}
+
+#if CVC_X86
+/*
+ * 8 outputs at a time. AVX2 has no 64-bit arithmetic shift: with
+ * t = v * M + 2^(S-1) in (-2^62, 2^62 + 2^61), t + 2^62 is in [0, 2^64), a
+ * logical shift of it gives (t >> S) + 2^(62-S) exactly (2^62 is a multiple
+ * of 2^S), and the clamp is done in 64 bits before narrowing.
+ */
+CVC_AVX2
+static size_t requant_avx2(const int32_t *acc, size_t n, int32_t add,
+                           int32_t m, int32_t s, const struct cvc_quant *q,
+                           int8_t *y)
+{
+    const __m256i vadd = _mm256_set1_epi32(add);
+    const __m256i vm = _mm256_set1_epi64x(m);
+    const __m256i vrnd = _mm256_set1_epi64x(((int64_t)1 << (s - 1)) +
+                                            ((int64_t)1 << 62));
+    const __m128i cnt = _mm_cvtsi32_si128(s);
+    const __m256i voff = _mm256_set1_epi64x(((int64_t)1 << (62 - s)) - q->zp_out);
+    const __m256i vlo = _mm256_set1_epi64x(q->act_min);
+    const __m256i vhi = _mm256_set1_epi64x(q->act_max);
+    const __m256i bytes = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1,
+                                           -1, -1, -1, -1, 0, 4, 8, 12, -1, -1, -1, -1,
+                                           -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m256i gather = _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1);
+    size_t i;
+
+    for (i = 0; i + 8 <= n; i += 8) {
+        __m256i v = _mm256_add_epi32(_mm256_loadu_si256((const __m256i *)(acc + i)), vadd);
+        __m256i half[2];
+        int k;
+
+        half[0] = v;                            /* elements 0, 2, 4, 6 */
+        half[1] = _mm256_srli_epi64(v, 32);     /* elements 1, 3, 5, 7 */
+        for (k = 0; k < 2; k++) {
+            __m256i t = _mm256_add_epi64(_mm256_mul_epi32(half[k], vm), vrnd);
+
+            t = _mm256_sub_epi64(_mm256_srl_epi64(t, cnt), voff);
+            t = _mm256_blendv_epi8(t, vlo, _mm256_cmpgt_epi64(vlo, t));
+            half[k] = _mm256_blendv_epi8(t, vhi, _mm256_cmpgt_epi64(t, vhi));
+        }
+        v = _mm256_blend_epi32(half[0], _mm256_slli_epi64(half[1], 32), 0xaa);
+        v = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(v, bytes), gather);
+        _mm_storel_epi64((__m128i *)(y + i), _mm256_castsi256_si128(v));
+    }
+    return i;
+}
+#endif
+
+/*
+ * y[i * ystride] = the int8 result of accumulator acc[i] + add, i < n, for
+ * one output channel with rescale record (m, s).
+ */
+static void requant_row(const int32_t *acc, size_t n, int32_t add, int32_t m,
+                        int32_t s, const struct cvc_quant *q, int isa,
+                        int8_t *y, size_t ystride)
+{
+    int8_t tmp[64];
+    size_t i0, i;
+
+    for (i0 = 0; i0 < n; i0 += sizeof(tmp)) {
+        size_t len = min_size(sizeof(tmp), n - i0);
+        int8_t *d = ystride == 1 ? y + i0 : tmp;
+
+        i = 0;
+#if CVC_X86
+        if (isa >= CVC_ISA_AVX2) {
+            i = requant_avx2(acc + i0, len, add, m, s, q, d);
+        }
+#else
+        (void)isa;
+#endif
+        for (; i < len; i++) {
+            d[i] = requant_one(add_wrap(acc[i0 + i], add), m, s, q);
+        }
+        if (q->lut) {
+            for (i = 0; i < len; i++) {
+                d[i] = q->lut[d[i] + 128];
+            }
+        }
+        if (ystride != 1) {
+            for (i = 0; i < len; i++) {
+                y[(i0 + i) * ystride] = tmp[i];
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------
+ * int8 GEMM
+ *
+ * acc[c][q] = sum_k w[c][k] * u[k][q] with u = x + 128 in 0..255 (the
+ * activation's bits with the sign bit flipped), as vpdpbusd wants (u8 x s8).
+ * Since x - zp = u - (128 + zp),
+ *   bias[c] + sum_k (x - zp) w = acc[c][q] + bias[c] - (128 + zp) * sum_k w[c][k],
+ * an identity in the integers, so also modulo 2^32: the per-channel term
+ * (bias - (128 + zp) * wsum, "corr") computed with wrapping arithmetic
+ * makes the sum exactly the spec's wrapping int32 accumulator. Padding
+ * reads u = zp + 128 (x - zp = 0). k runs over K = c_in/groups * kh * kw,
+ * padded to Kp = 4 * KQ with zero weights (any u then adds 0).
+ *
+ * Layouts:
+ * - weights: rows of Kp, S8_MB rows per block (c_out of a group padded to a
+ *   multiple of S8_MB with zero rows); int8 for VNNI and portable, int16
+ *   for AVX2 (vpmaddwd multiplies int16);
+ * - columns ("col", the im2col tile): chunks of S8_NC output positions;
+ *   chunk j holds, for each k quad kk of the slice, S8_NC positions times
+ *   4 bytes u[4 kk .. 4 kk + 3][q]: one 256-byte line per quad, which is 4
+ *   zmm or 8 ymm registers of positions, each lane a quad.
+ * The micro-kernel computes an S8_MB x S8_NC block of acc over a slice of
+ * quads, into int32 (or adding to it).
+ */
+#define S8_MB 4
+#define S8_NC 64
+#define S8_LINE (4 * S8_NC)     /* bytes per quad in a column chunk */
+
+static inline int32_t load_s32(const void *p)
+{
+    int32_t v;
+
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+static inline int64_t load_s64(const void *p)
+{
+    int64_t v;
+
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+/* Portable: plain loops, uint32 sums (wrapping, as the vector adds). */
+CVC_TARGET_CLONES
+static void kern_portable(const int8_t *w, size_t lda, const uint8_t *b,
+                          size_t kq, int32_t *c, size_t ldc, bool accumulate)
+{
+    size_t r, kk, j, t;
+
+    for (r = 0; r < S8_MB; r++) {
+        uint32_t s[S8_NC];
+        const int8_t *wr = w + r * lda;
+
+        for (j = 0; j < S8_NC; j++) {
+            s[j] = accumulate ? (uint32_t)c[r * ldc + j] : 0;
+        }
+        for (kk = 0; kk < kq; kk++) {
+            const uint8_t *bl = b + kk * S8_LINE;
+
+            for (j = 0; j < S8_NC; j++) {
+                for (t = 0; t < 4; t++) {
+                    s[j] += (uint32_t)((int32_t)bl[4 * j + t] * wr[4 * kk + t]);
+                }
+            }
+        }
+        for (j = 0; j < S8_NC; j++) {
+            c[r * ldc + j] = (int32_t)s[j];
+        }
+    }
+}
+
+#if CVC_X86
+/*
+ * AVX2: u8 widened to int16 (vpmovzxbw), weights stored as int16; vpmaddwd
+ * sums pairs of int16 products into int32, exactly (|u * w| <= 255 * 128).
+ * Per 8 positions, lo holds positions 0-3 and hi 4-7, each position's quad
+ * as 4 int16; vpmaddwd of a quad with the channel's 4 weights gives two
+ * int32 (k0 k1, k2 k3) per position, added up at the end (vphaddd).
+ */
+CVC_AVX2
+static void kern_avx2(const int16_t *w, size_t lda, const uint8_t *b,
+                      size_t kq, int32_t *c, size_t ldc, bool accumulate)
+{
+    size_t j, kk;
+    int r;
+
+    for (j = 0; j < S8_NC; j += 8) {
+        __m256i a[S8_MB][2];
+        const uint8_t *bl = b + 4 * j;
+
+        for (r = 0; r < S8_MB; r++) {
+            a[r][0] = a[r][1] = _mm256_setzero_si256();
+        }
+        for (kk = 0; kk < kq; kk++, bl += S8_LINE) {
+            __m256i lo = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)bl));
+            __m256i hi = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(bl + 16)));
+
+            for (r = 0; r < S8_MB; r++) {
+                __m256i wq = _mm256_set1_epi64x(load_s64(w + r * lda + 4 * kk));
+
+                a[r][0] = _mm256_add_epi32(a[r][0], _mm256_madd_epi16(lo, wq));
+                a[r][1] = _mm256_add_epi32(a[r][1], _mm256_madd_epi16(hi, wq));
+            }
+        }
+        for (r = 0; r < S8_MB; r++) {
+            /* hadd: positions 0 1 4 5 | 2 3 6 7; the permute puts them in order */
+            __m256i v = _mm256_permute4x64_epi64(_mm256_hadd_epi32(a[r][0], a[r][1]), 0xd8);
+            __m256i *dst = (__m256i *)(c + r * ldc + j);
+
+            if (accumulate) {
+                v = _mm256_add_epi32(v, _mm256_loadu_si256(dst));
+            }
+            _mm256_storeu_si256(dst, v);
+        }
+    }
+}
+
+/*
+ * AVX-512 VNNI: vpdpbusd adds, per int32 lane, the four products of the
+ * lane's u8 quad (a position) with the broadcast s8 quad of a channel's
+ * weights, wrapping. 4 channels x 64 positions: 16 accumulators.
+ */
+CVC_VNNI
+static void kern_vnni(const int8_t *w, size_t lda, const uint8_t *b,
+                      size_t kq, int32_t *c, size_t ldc, bool accumulate)
+{
+    __m512i a[S8_MB][4];
+    size_t kk;
+    int r, v;
+
+    for (r = 0; r < S8_MB; r++) {
+        for (v = 0; v < 4; v++) {
+            a[r][v] = _mm512_setzero_si512();
+        }
+    }
+    for (kk = 0; kk < kq; kk++, b += S8_LINE) {
+        __m512i u[4];
+
+        for (v = 0; v < 4; v++) {
+            u[v] = _mm512_loadu_si512((const void *)(b + 64 * v));
+        }
+        for (r = 0; r < S8_MB; r++) {
+            __m512i wq = _mm512_set1_epi32(load_s32(w + r * lda + 4 * kk));
+
+            for (v = 0; v < 4; v++) {
+                a[r][v] = _mm512_dpbusd_epi32(a[r][v], u[v], wq);
+            }
+        }
+    }
+    for (r = 0; r < S8_MB; r++) {
+        for (v = 0; v < 4; v++) {
+            int32_t *dst = c + r * ldc + 16 * v;
+            __m512i x = a[r][v];
+
+            if (accumulate) {
+                x = _mm512_add_epi32(x, _mm512_loadu_si512((const void *)dst));
+            }
+            _mm512_storeu_si512((void *)dst, x);
+        }
+    }
+}
+#endif
+
+/* Weights packed for the micro-kernel (see "int8 GEMM"), for all groups. */
+struct s8_weights {
+    int isa;
+    size_t k, kq, kp;       /* K, its quads, Kp = 4 * kq */
+    size_t mg;              /* rows per group: c_out / groups, padded */
+    void *rows;             /* [groups][mg][kp], int8 or int16 */
+    int32_t *corr;          /* [c_out]: bias - (128 + zp_in) * sum of the row */
+};
+
+static size_t s8_elem(int isa)
+{
+    return isa == CVC_ISA_AVX2 ? sizeof(int16_t) : sizeof(int8_t);
+}
+
+static void s8_weights_free(struct s8_weights *pw)
+{
+    free(pw->rows);
+    free(pw->corr);
+}
+
+static int s8_weights_pack(struct s8_weights *pw, int isa, const int8_t *w,
+                           const int32_t *bias, int32_t zp_in, size_t c_out,
+                           size_t groups, size_t k)
+{
+    size_t cout_g = c_out / groups, g, r, i;
+    size_t es = s8_elem(isa);
+
+    pw->isa = isa;
+    pw->k = k;
+    pw->kq = (k + 3) / 4;
+    pw->kp = 4 * pw->kq;
+    pw->mg = (cout_g + S8_MB - 1) / S8_MB * S8_MB;
+    pw->rows = calloc(mul_sat(mul_sat(groups * pw->mg, pw->kp), es), 1);
+    pw->corr = malloc(c_out * sizeof(int32_t));
+    if (!pw->rows || !pw->corr) {
+        s8_weights_free(pw);
+        return CVC_NO_MEMORY;
+    }
+    for (g = 0; g < groups; g++) {
+        for (r = 0; r < cout_g; r++) {
+            size_t co = g * cout_g + r, row = g * pw->mg + r;
+            const int8_t *src = w + co * k;
+            uint32_t sum = 0;
+
+            if (es == 1) {
+                memcpy((int8_t *)pw->rows + row * pw->kp, src, k);
+            } else {
+                int16_t *d = (int16_t *)pw->rows + row * pw->kp;
+
+                for (i = 0; i < k; i++) {
+                    d[i] = src[i];
+                }
+            }
+            for (i = 0; i < k; i++) {
+                sum += (uint32_t)(int32_t)src[i];
+            }
+            pw->corr[co] = (int32_t)((bias ? (uint32_t)bias[co] : 0u) -
+                                     (uint32_t)(128 + zp_in) * sum);
+        }
+    }
+    return CVC_OK;
+}
+
+/* The micro-kernel on rows [row, row + S8_MB), quads [kq0, kq0 + kq). */
+static void s8_kernel(const struct s8_weights *pw, size_t row, size_t kq0,
+                      const uint8_t *b, size_t kq, int32_t *c, size_t ldc,
+                      bool accumulate)
+{
+    size_t at = row * pw->kp + 4 * kq0;
+
+#if CVC_X86
+    if (pw->isa == CVC_ISA_AVX512_VNNI) {
+        kern_vnni((const int8_t *)pw->rows + at, pw->kp, b, kq, c, ldc, accumulate);
+        return;
+    }
+    if (pw->isa == CVC_ISA_AVX2) {
+        kern_avx2((const int16_t *)pw->rows + at, pw->kp, b, kq, c, ldc, accumulate);
+        return;
+    }
+#endif
+    kern_portable((const int8_t *)pw->rows + at, pw->kp, b, kq, c, ldc, accumulate);
+}
+
+/*
+ * The source of the columns: fill(ctx, k, q0, len, dst) writes
+ * dst[i] = u[k][q0 + i] (x + 128, or zp + 128 in the padding) for i < len.
+ */
+typedef void s8_fill_fn(const void *ctx, size_t k, size_t q0, size_t len,
+                        uint8_t *dst);
+
+/* One GEMM: rows of one group, over npos positions, and its epilogue. */
+struct s8_gemm {
+    struct cvc_run *run;
+    const struct s8_weights *pw;
+    size_t m;               /* real rows (c_out / groups) */
+    size_t row0;            /* the group's first packed row */
+    s8_fill_fn *fill;
+    const void *fill_ctx;
+    size_t npos;            /* output positions */
+    const struct cvc_quant *q;
+    const int32_t *corr;    /* the group's [m] */
+    const int32_t *requant; /* the group's [m][2] */
+    int8_t *out;            /* position 0 of row 0 */
+    size_t out_row, out_pos;/* element strides in out */
+    /* the current tile and slice */
+    uint8_t *col;
+    size_t q0, ncols;       /* positions [q0, q0 + ncols) */
+    size_t kq0, kq;         /* quads of the slice */
+    int32_t *acc;           /* sliced K: [mg][tile_chunks * S8_NC], else NULL */
+    size_t acc_ld;
+    bool accumulate, last;
+};
+
+/* Quads [begin, end) of the slice into the column tile. */
+CVC_TARGET_CLONES
+static void s8_fill_quads(void *opaque, size_t begin, size_t end)
+{
+    const struct s8_gemm *g = opaque;
+    size_t chunks = (g->ncols + S8_NC - 1) / S8_NC;
+    uint8_t row[4][S8_NC];
+    size_t kk, ch, t, i;
+
+    for (kk = begin; kk < end; kk++) {
+        for (ch = 0; ch < chunks; ch++) {
+            size_t a = ch * S8_NC, len = min_size(S8_NC, g->ncols - a);
+            uint32_t *d = (uint32_t *)(g->col + (ch * g->kq + kk) * S8_LINE);
+
+            for (t = 0; t < 4; t++) {
+                size_t k = 4 * (g->kq0 + kk) + t;
+
+                if (k < g->pw->k) {
+                    g->fill(g->fill_ctx, k, g->q0 + a, len, row[t]);
+                    memset(row[t] + len, 0, S8_NC - len);
+                } else {
+                    memset(row[t], 0, S8_NC);
+                }
+            }
+            for (i = 0; i < S8_NC; i++) {
+                d[i] = (uint32_t)row[0][i] | (uint32_t)row[1][i] << 8 |
+                       (uint32_t)row[2][i] << 16 | (uint32_t)row[3][i] << 24;
+            }
+        }
+    }
+}
+
+/*
+ * Items [begin, end) of the tile: item = chunk * row_blocks + block, so
+ * that a thread's items share column chunks (they stay in its cache).
+ */
+static void s8_gemm_items(void *opaque, size_t begin, size_t end)
+{
+    const struct s8_gemm *g = opaque;
+    size_t blocks = g->pw->mg / S8_MB;
+    size_t step = tile_items(S8_MB * S8_NC * 4 * g->kq);
+    int32_t local[S8_MB * S8_NC];
+    size_t i, r;
+
+    for (i = begin; i < end; i++) {
+        size_t ch = i / blocks, blk = i % blocks;
+        size_t len = min_size(S8_NC, g->ncols - ch * S8_NC);
+        int32_t *c = local;
+        size_t ldc = S8_NC;
+
+        if ((i - begin) % step == 0 && run_stopped(g->run)) {
+            return;
+        }
+        if (g->acc) {
+            c = g->acc + blk * S8_MB * g->acc_ld + ch * S8_NC;
+            ldc = g->acc_ld;
+        }
+        s8_kernel(g->pw, g->row0 + blk * S8_MB, g->kq0,
+                  g->col + ch * g->kq * S8_LINE, g->kq, c, ldc, g->accumulate);
+        if (!g->last) {
+            continue;
+        }
+        for (r = 0; r < S8_MB && blk * S8_MB + r < g->m; r++) {
+            size_t co = blk * S8_MB + r;
+
+            requant_row(c + r * ldc, len, g->corr[co], g->requant[2 * co],
+                        g->requant[2 * co + 1], g->q, g->pw->isa,
+                        g->out + co * g->out_row + (g->q0 + ch * S8_NC) * g->out_pos,
+                        g->out_pos);
+        }
+    }
+}
+
+/*
+ * Tiles of positions, each as large as CVC_COL_BYTES of columns and
+ * CVC_COL_BYTES of accumulators allow; when not even one chunk of
+ * positions fits with all of K, slices of K accumulate into int32 tiles.
+ * col and acc are the caller's buffers of those sizes.
+ */
+struct s8_tiling {
+    size_t tile_cols;       /* positions per tile, a multiple of S8_NC */
+    size_t slice_kq;        /* quads per slice */
+};
+
+static struct s8_tiling s8_plan(const struct s8_weights *pw, size_t npos)
+{
+    size_t npos_c = (npos + S8_NC - 1) / S8_NC * S8_NC;
+    size_t chunks = CVC_COL_BYTES / (pw->kp * S8_NC);
+    struct s8_tiling t;
+
+    if (chunks >= 1) {
+        t.tile_cols = min_size(npos_c, chunks * S8_NC);
+        t.slice_kq = pw->kq;
+    } else {
+        t.tile_cols = S8_NC;
+        t.slice_kq = CVC_COL_BYTES / S8_LINE;
+    }
+    return t;
+}
+
+static void s8_gemm_run(struct s8_gemm *g, const struct s8_tiling *t)
+{
+    size_t blocks = g->pw->mg / S8_MB;
+
+    for (g->q0 = 0; g->q0 < g->npos && !run_stopped(g->run); g->q0 += t->tile_cols) {
+        g->ncols = min_size(t->tile_cols, g->npos - g->q0);
+        for (g->kq0 = 0; g->kq0 < g->pw->kq && !run_stopped(g->run);
+             g->kq0 += t->slice_kq) {
+            size_t chunks = (g->ncols + S8_NC - 1) / S8_NC;
+
+            g->kq = min_size(t->slice_kq, g->pw->kq - g->kq0);
+            g->accumulate = g->kq0 > 0;
+            g->last = g->kq0 + g->kq == g->pw->kq;
+            cvc_parallel(g->run, s8_fill_quads, g, g->kq, g->ncols * 4);
+            cvc_parallel(g->run, s8_gemm_items, g, chunks * blocks,
+                         S8_MB * S8_NC * 4 * g->kq);
+        }
+    }
+}
+
+/* Buffers for s8_gemm_run: the column tile and, for sliced K, the accumulators. */
+static int s8_buffers(struct s8_gemm *g, const struct s8_tiling *t)
+{
+    g->col = malloc(t->slice_kq * 4 * t->tile_cols);
+    g->acc = NULL;
+    g->acc_ld = t->tile_cols;
+    if (g->col && t->slice_kq < g->pw->kq) {
+        g->acc = malloc(mul_sat(g->pw->mg * sizeof(int32_t), t->tile_cols));
+    }
+    if (!g->col || (t->slice_kq < g->pw->kq && !g->acc)) {
+        free(g->col);
+        free(g->acc);
+        return CVC_NO_MEMORY;
+    }
+    return CVC_OK;
+}
+
+/* Columns of an int8 convolution: one image and group. */
+struct s8_conv_src {
+    const struct cvc_conv *p;
+    const int8_t *x;        /* the group's first input channel */
+    uint8_t pad;            /* zp_in + 128 */
+};
+
+/* u[k][q0 .. q0 + len) of im2col row k = (c * kh + ki) * kw + kj. */
+static void s8_conv_fill(const void *ctx, size_t k, size_t q0, size_t len,
+                         uint8_t *dst)
+{
+    const struct s8_conv_src *s = ctx;
+    const struct cvc_conv *p = s->p;
+    size_t taps = (size_t)p->kh * p->kw;
+    size_t c = k / taps, ki = k % taps / p->kw, kj = k % p->kw;
+    size_t plane = (size_t)p->h_in * p->w_in;
+    ptrdiff_t off = (ptrdiff_t)(kj * p->dil_w) - (ptrdiff_t)p->pad_left;
+    const int8_t *xc = s->x + c * plane;
+    size_t lo, hi, q, i;
+
+    if (taps == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
+        p->pad_left == 0 && p->h_out == p->h_in && p->w_out == p->w_in) {
+        for (i = 0; i < len; i++) {
+            dst[i] = (uint8_t)(xc[q0 + i] ^ 0x80);
+        }
+        return;
+    }
+    tap_range(off, p->stride_w, p->w_in, p->w_out, &lo, &hi);
+    for (q = q0; q < q0 + len;) {
+        size_t oh = q / p->w_out, a = q % p->w_out;
+        size_t b = min_size(p->w_out, a + (q0 + len - q));
+        ptrdiff_t ih = tap_row(oh, ki, p->stride_h, p->dil_h, p->pad_top, p->h_in);
+        size_t l = lo < a ? a : lo > b ? b : lo;
+        size_t h = hi < l ? l : hi > b ? b : hi;
+        uint8_t *d = dst + (q - q0) - a;    /* d[ow] for ow in [a, b) */
+
+        if (ih < 0 || l >= h) {
+            memset(d + a, s->pad, b - a);
+        } else {
+            const int8_t *src = xc + (size_t)ih * p->w_in + off;
+            size_t ow;
+
+            memset(d + a, s->pad, l - a);
+            for (ow = l; ow < h; ow++) {
+                d[ow] = (uint8_t)(src[(ptrdiff_t)(ow * p->stride_w)] ^ 0x80);
+            }
+            memset(d + h, s->pad, b - h);
+        }
+        q += b - a;
+    }
+}
+
+static int conv_s8_gemm(struct cvc_run *run, const struct cvc_conv *p,
+                        const struct cvc_quant *q, const int8_t *in,
+                        const int8_t *w, const int32_t *bias, int8_t *out)
+{
+    size_t cin_g = p->c_in / p->groups, cout_g = p->c_out / p->groups;
+    size_t k = cin_g * p->kh * p->kw;
+    size_t plane_in = (size_t)p->h_in * p->w_in;
+    size_t plane_out = (size_t)p->h_out * p->w_out;
+    struct s8_weights pw;
+    struct s8_tiling t;
+    struct s8_gemm g = {
+        .run = run, .pw = &pw, .m = cout_g, .fill = s8_conv_fill,
+        .npos = plane_out, .q = q, .out_row = plane_out, .out_pos = 1,
+    };
+    size_t n, gr;
+    int rc;
+
+    rc = s8_weights_pack(&pw, cvc_isa(), w, bias, q->zp_in, p->c_out, p->groups, k);
+    if (rc) {
+        return rc;
+    }
+    t = s8_plan(&pw, plane_out);
+    rc = s8_buffers(&g, &t);
+    for (n = 0; !rc && n < p->n && !run_stopped(run); n++) {
+        for (gr = 0; gr < p->groups && !run_stopped(run); gr++) {
+            struct s8_conv_src src = {
+                .p = p, .x = in + (n * p->c_in + gr * cin_g) * plane_in,
+                .pad = (uint8_t)(q->zp_in + 128),
+            };
+
+            g.fill_ctx = &src;
+            g.row0 = gr * pw.mg;
+            g.corr = pw.corr + gr * cout_g;
+            g.requant = q->requant + 2 * gr * cout_g;
+            g.out = out + (n * p->c_out + gr * cout_g) * plane_out;
+            s8_gemm_run(&g, &t);
+        }
+    }
+    if (!rc) {
+        free(g.col);
+        free(g.acc);
+    }
+    s8_weights_free(&pw);
+    return rc ? rc : run_status(run);
+}
+
+/* Columns of an int8 FC: position i is image i. */
+struct s8_fc_src {
+    const int8_t *in;
+    size_t c_in;
+};
+
+static void s8_fc_fill(const void *ctx, size_t k, size_t q0, size_t len,
+                       uint8_t *dst)
+{
+    const struct s8_fc_src *s = ctx;
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        dst[i] = (uint8_t)(s->in[(q0 + i) * s->c_in + k] ^ 0x80);
+    }
+}
+
+int cvc_fc_s8(const struct cvc_fc *p, const struct cvc_quant *q,
+              const int8_t *in, const int8_t *w, const int32_t *bias,
+              int8_t *out)
+{
+    struct cvc_run run;
+    struct s8_weights pw;
+    struct s8_tiling t;
+    struct s8_fc_src src = { .in = in, .c_in = p->c_in };
+    struct s8_gemm g = {
+        .run = &run, .pw = &pw, .m = p->c_out, .fill = s8_fc_fill,
+        .fill_ctx = &src, .npos = p->n, .q = q, .out_row = 1,
+        .out_pos = p->c_out,
+    };
+    int rc;
+
+    run_init(&run, p->ctl);
+    rc = s8_weights_pack(&pw, cvc_isa(), w, bias, q->zp_in, p->c_out, 1, p->c_in);
+    if (rc) {
+        return rc;
+    }
+    t = s8_plan(&pw, p->n);
+    rc = s8_buffers(&g, &t);
+    if (!rc) {
+        g.corr = pw.corr;
+        g.requant = q->requant;
+        g.out = out;
+        s8_gemm_run(&g, &t);
+        free(g.col);
+        free(g.acc);
+    }
+    s8_weights_free(&pw);
+    return rc ? rc : run_status(&run);
+}
+
+/* ------------------------------------------------------------------------
+ * int8 depthwise convolution (one input channel per group)
+ *
+ * The float path's phase planes (see "Depthwise"), holding x - zp_in as
+ * int32 (padding: 0, which is what a padded tap adds), and the same 1-D
+ * filter in uint32 vectors: products and sums wrap modulo 2^32 like the
+ * spec's int32 accumulator (|x - zp| <= 255, so each product is exact),
+ * whatever the order. The bias goes in with the requantization.
+ */
+typedef uint32_t cvc_uvec __attribute__((vector_size(64), aligned(4)));
+
+struct dw8_job {
+    struct dw_job geo;      /* geometry only: rows, cols, lengths, toff */
+    const struct cvc_quant *q;
+    const int8_t *in, *w;
+    const int32_t *bias;
+    int8_t *out;
+    int isa;
+};
+
+/* The int32 scratch image of int8 input plane x. */
+CVC_TARGET_CLONES
+static void dw8_fill_scratch(const struct dw8_job *j, const int8_t *x,
+                             uint32_t *scratch)
+{
+    const struct cvc_conv *p = j->geo.p;
+    size_t sh = p->stride_h, sw = p->stride_w, pl = p->pad_left;
+    size_t len = j->geo.phase_len, cols = j->geo.cols;
+    size_t n = sw * cols > pl ? min_size(p->w_in, sw * cols - pl) : 0;
+    uint32_t zp = (uint32_t)j->q->zp_in;
+    size_t ih, iw;
+
+    memset(scratch, 0, j->geo.stride_len * sizeof(uint32_t));
+    for (ih = 0; ih < p->h_in; ih++) {
+        size_t r = ih + p->pad_top;  /* padded row */
+        const int8_t *xr = x + ih * p->w_in;
+        uint32_t *row0;
+
+        if (r / sh >= j->geo.rows) {
+            continue;
+        }
+        row0 = scratch + r % sh * sw * len + r / sh * cols;
+        if (sw == 1) {
+            for (iw = 0; iw < n; iw++) {
+                row0[pl + iw] = (uint32_t)(int32_t)xr[iw] - zp;
+            }
+        } else {
+            for (iw = 0; iw < n; iw++) {
+                row0[(iw + pl) % sw * len + (iw + pl) / sw] =
+                    (uint32_t)(int32_t)xr[iw] - zp;
+            }
+        }
+    }
+}
+
+/* dst[q] = sum_t tw[t] * src[toff[t] + q] for q < len (whole vectors), mod 2^32. */
+CVC_TARGET_CLONES
+static void dw8_filter(uint32_t *dst, size_t len, const uint32_t *src,
+                       const size_t *toff, const uint32_t *tw, size_t ntaps)
+{
+    cvc_uvec *out = (cvc_uvec *)dst;
+    size_t q = 0, t;
+
+    for (; q + 2 * VEC_LEN <= len; q += 2 * VEC_LEN, out += 2) {
+        cvc_uvec a0 = { 0 }, a1 = { 0 };
+
+        for (t = 0; t < ntaps; t++) {
+            const cvc_uvec *s = (const cvc_uvec *)(src + toff[t] + q);
+
+            a0 += tw[t] * s[0];
+            a1 += tw[t] * s[1];
+        }
+        out[0] = a0;
+        out[1] = a1;
+    }
+    for (; q < len; q += VEC_LEN, out++) {
+        cvc_uvec a0 = { 0 };
+
+        for (t = 0; t < ntaps; t++) {
+            a0 += tw[t] * *(const cvc_uvec *)(src + toff[t] + q);
+        }
+        *out = a0;
+    }
+}
+
+/* Planes [begin, end) of the output, plane = n * c_out + co. */
+static void dw8_planes(void *opaque, size_t begin, size_t end)
+{
+    struct dw8_job *j = opaque;
+    const struct cvc_conv *p = j->geo.p;
+    size_t mult = p->c_out / p->c_in;
+    size_t taps = (size_t)p->kh * p->kw;
+    size_t plane_in = (size_t)p->h_in * p->w_in;
+    size_t plane_out = (size_t)p->h_out * p->w_out;
+    size_t step = (tile_items(taps) + 2 * VEC_LEN - 1) / (2 * VEC_LEN) * (2 * VEC_LEN);
+    uint32_t *scratch, *flat, *tw;
+    size_t pl, oh, q, t;
+
+    scratch = malloc((j->geo.stride_len + j->geo.flat_len + taps) * sizeof(uint32_t));
+    if (!scratch) {
+        atomic_store(&j->geo.failed, 1);
+        return;
+    }
+    flat = scratch + j->geo.stride_len;
+    tw = flat + j->geo.flat_len;
+
+    for (pl = begin; pl < end && !run_stopped(j->geo.run); pl++) {
+        size_t n = pl / p->c_out, co = pl % p->c_out;
+        int8_t *y = j->out + pl * plane_out;
+
+        if (pl == begin || co % mult == 0) {
+            dw8_fill_scratch(j, j->in + (n * p->c_in + co / mult) * plane_in, scratch);
+        }
+        for (t = 0; t < taps; t++) {
+            tw[t] = (uint32_t)(int32_t)j->w[co * taps + t];
+        }
+        for (q = 0; q < j->geo.flat_len; q += step) {
+            if (q && run_stopped(j->geo.run)) {
+                break;
+            }
+            dw8_filter(flat + q, min_size(step, j->geo.flat_len - q), scratch + q,
+                       j->geo.toff, tw, taps);
+        }
+        for (oh = 0; oh < p->h_out; oh++) {
+            requant_row((const int32_t *)flat + oh * j->geo.cols, p->w_out,
+                        j->bias ? j->bias[co] : 0, j->q->requant[2 * co],
+                        j->q->requant[2 * co + 1], j->q, j->isa,
+                        y + oh * p->w_out, 1);
+        }
+    }
+    free(scratch);
+}
+
+static int conv_s8_depthwise(struct cvc_run *run, const struct cvc_conv *p,
+                             const struct cvc_quant *q, const int8_t *in,
+                             const int8_t *w, const int32_t *bias, int8_t *out)
+{
+    struct dw8_job job = {
+        .geo = { .run = run, .p = p },
+        .q = q, .in = in, .w = w, .bias = bias, .out = out, .isa = cvc_isa(),
+    };
+    int rc = dw_plan(p, &job.geo);
+
+    if (rc == 1) {
+        return conv_s8_gemm(run, p, q, in, w, bias, out);
+    }
+    if (rc) {
+        return rc;
+    }
+    cvc_parallel(run, dw8_planes, &job, (size_t)p->n * p->c_out,
+                 (size_t)p->h_out * p->w_out * p->kh * p->kw);
+    free(job.geo.toff);
+    return atomic_load(&job.geo.failed) ? CVC_NO_MEMORY : run_status(run);
+}
+
+int cvc_conv2d_s8(const struct cvc_conv *p, const struct cvc_quant *q,
+                  const int8_t *in, const int8_t *w, const int32_t *bias,
+                  int8_t *out)
+{
+    struct cvc_run run;
+
+    run_init(&run, p->ctl);
+    if (p->c_in == p->groups) {
+        return conv_s8_depthwise(&run, p, q, in, w, bias, out);
+    }
+    return conv_s8_gemm(&run, p, q, in, w, bias, out);
 }

@@ -22,6 +22,11 @@ enum cvc_act {
     CVC_ACT_NONE = 0,
     CVC_ACT_RELU = 1,
     CVC_ACT_RELU6 = 2,
+    /* float32 only, as in docs/hardware.md ("Activations"), NaN kept: */
+    CVC_ACT_LEAKY_RELU = 3,     /* x >= 0 ? x : act_alpha * x */
+    CVC_ACT_SIGMOID = 4,        /* 1 / (1 + exp(-x)) */
+    CVC_ACT_HARD_SIGMOID = 5,   /* min(max(act_alpha * x + act_beta, 0), 1) */
+    CVC_ACT_HARD_SWISH = 6,     /* x * hard-sigmoid(x) (alpha 1/6, beta 0.5) */
 };
 
 /* What the compute functions return. */
@@ -54,6 +59,7 @@ struct cvc_conv {
     uint32_t groups;
     uint32_t act;                 /* enum cvc_act */
     const struct cvc_ctl *ctl;    /* may be NULL */
+    float act_alpha, act_beta;    /* LeakyReLU, hard-sigmoid, hard-swish */
 };
 
 struct cvc_pool {
@@ -81,6 +87,72 @@ int cvc_maxpool2d(const struct cvc_pool *p, const float *in, float *out);
 /* Average pooling over kh * kw positions, padded positions counting as 0
  * (PyTorch's count_include_pad=True). Global pooling: kh = h_in, kw = w_in. */
 int cvc_avgpool2d(const struct cvc_pool *p, const float *in, float *out);
+
+/*
+ * int8 (docs/hardware.md, "int8 arithmetic"). Per output channel c:
+ *   acc = bias[c] + sum((x - zp_in) * w)   in int32, wrapping (two's complement)
+ *   y = clamp(rescale(acc, M[c], S[c]) + zp_out, act_min, act_max)
+ *   y = lut[y + 128]                       if lut is not NULL
+ * rescale(v, M, S) = (int64(v) * M + 2^(S-1)) >> S (arithmetic shift).
+ * Results are bit-exact, whatever the ISA path (cvc_set_isa) or threads.
+ * The callers validate: zero points in -128..127, act_min <= act_max in
+ * -128..127, M in 0..2^31-1, S in 1..62.
+ */
+struct cvc_quant {
+    int32_t zp_in, zp_out;
+    int32_t act_min, act_max;
+    const int32_t *requant;       /* c_out records {M, S}: requant[2c], requant[2c+1] */
+    const int8_t *lut;            /* 256 entries, or NULL */
+};
+
+/*
+ * int8 convolution: in NCHW int8, w [c_out][c_in / groups][kh][kw] int8,
+ * bias int32 [c_out] (or NULL: 0), out NCHW int8. p->act must be 0 (int8
+ * activations are the clamp and the lut). Returns an enum cvc_status.
+ * Scratch: im2col tiles of at most CVC_COL_BYTES, int32 accumulators of at
+ * most CVC_COL_BYTES, depthwise planes of CVC_PLANE_BYTES per thread, and
+ * the weights repacked once per call (at most 2 bytes per weight, rows
+ * padded to a multiple of 4).
+ */
+int cvc_conv2d_s8(const struct cvc_conv *p, const struct cvc_quant *q,
+                  const int8_t *in, const int8_t *w, const int32_t *bias,
+                  int8_t *out);
+
+/* A fully connected layer over a batch: in (n, c_in), w [c_out][c_in], out (n, c_out). */
+struct cvc_fc {
+    uint32_t n, c_in, c_out;
+    uint32_t act;                 /* enum cvc_act (float32); 0 for int8 */
+    float act_alpha, act_beta;
+    const struct cvc_ctl *ctl;    /* may be NULL */
+};
+
+/* out = act(in * w^T + bias), one GEMM for the batch; bias may be NULL. */
+int cvc_fc(const struct cvc_fc *p, const float *in, const float *w,
+           const float *bias, float *out);
+
+/* The int8 FC: the int8 CONV's arithmetic (above) with h = w = 1. */
+int cvc_fc_s8(const struct cvc_fc *p, const struct cvc_quant *q,
+              const int8_t *in, const int8_t *w, const int32_t *bias,
+              int8_t *out);
+
+/*
+ * The int8 kernels' instruction set, picked at run time: the best the CPU
+ * has (AVX-512 VNNI vpdpbusd, else AVX2 vpmaddwd, else portable C), at most
+ * what the environment variable CVC_ISA says (portable, avx2, avx512vnni),
+ * at most what cvc_set_isa() says. All give identical results.
+ */
+enum cvc_isa {
+    CVC_ISA_AUTO = 0,
+    CVC_ISA_PORTABLE = 1,
+    CVC_ISA_AVX2 = 2,
+    CVC_ISA_AVX512_VNNI = 3,
+};
+
+/* Cap the ISA (CVC_ISA_AUTO: no cap); returns the one now in use. */
+int cvc_set_isa(int isa);
+
+/* The ISA the int8 kernels use now. */
+int cvc_isa(void);
 
 /* Multiply-accumulates a convolution performs. */
 uint64_t cvc_conv_macs(const struct cvc_conv *p);
