@@ -426,7 +426,8 @@ def hard_swish(x: np.ndarray, alpha: float = 1 / 6, beta: float = 0.5) -> np.nda
     up to rounding); keeps a floating dtype. hard_swish(-inf) is NaN (-inf * 0), as
     in PyTorch."""
     x = _floating(x)
-    return (x * hard_sigmoid(x, alpha, beta)).astype(x.dtype, copy=False)
+    with np.errstate(invalid="ignore"):             # -inf * 0
+        return (x * hard_sigmoid(x, alpha, beta)).astype(x.dtype, copy=False)
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:

@@ -494,3 +494,218 @@ def test_mul_broadcast_and_fc_match_onnxruntime() -> None:
     y4 = ref.linear(a.reshape(4, 33, 1, 1), w, b, activation="relu")
     np.testing.assert_allclose(y4, np.maximum(theirs, 0).reshape(4, 7, 1, 1), rtol=1e-5,
                                atol=1e-5)
+
+
+# --- the spec by hand (no onnxruntime needed, but kept with the model it checks) ----
+
+M_HALF = (1 << 30, 31)          # m = 1/2 exactly
+M_ONE = (1 << 30, 30)           # m = 1 exactly
+
+
+def test_rescale_rounds_half_up_with_an_arithmetic_shift() -> None:
+    v = np.array([-3, -2, -1, 0, 1, 2, 3])
+    # v / 2: -1.5 -1 -0.5 0 0.5 1 1.5 -> half up (towards +inf)
+    assert ref.rescale(v, *M_HALF).tolist() == [-1, -1, 0, 0, 1, 1, 2]
+    # the extremes: (2^31 - 1) / 2^31 * {-2^31, 2^31 - 1} / 2^31 = -1 + 2^-31, 1 - 2^-30
+    assert ref.rescale(np.array([-(2 ** 31), 2 ** 31 - 1]), 2 ** 31 - 1, 62).tolist() == [-1, 1]
+    assert ref.rescale(np.array([-(2 ** 31)]), 2 ** 31 - 1, 1).tolist() == [-(2 ** 61) + 2 ** 30]
+    # per channel: M and S broadcast
+    assert ref.rescale(np.array([[10], [10]]), np.array([[1 << 30], [1 << 30]]),
+                       np.array([[31], [32]])).ravel().tolist() == [5, 3]
+
+
+@pytest.mark.parametrize("v, m, s, match", [
+    (2 ** 31, 1, 1, "int32 values"), (1, -1, 1, "0..2"), (1, 2 ** 31, 1, "0..2"),
+    (1, 1, 0, "1..62"), (1, 1, 63, "1..62"), (1.5, 1, 1, "integers")])
+def test_rescale_refuses_what_the_device_cannot_do(v, m, s, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        ref.rescale(np.array([v]), m, s)
+
+
+def test_conv_accumulator_wraps_like_int32() -> None:
+    x = np.ones((1, 1, 1, 1), np.int8)
+    w = np.ones((1, 1, 1, 1), np.int8)
+    # bias + 1 = 2^31 wraps to -2^31; rescaled by 2^-24: -128 (not +128 -> 127)
+    y = ref.conv2d_int8(x, w, np.array([2 ** 31 - 1]), requant=[(1 << 30, 54)])
+    assert y.item() == -128
+    assert ref.wrap_int32(np.array([2 ** 31, -(2 ** 31) - 1, 2 ** 32 + 5])).tolist() == [
+        -(2 ** 31), 2 ** 31 - 1, 5]
+
+
+def test_conv_padding_adds_real_zeros() -> None:
+    zp = 10
+    x = np.full((1, 2, 3, 3), zp, np.int8)           # every input is real 0
+    w = np.full((3, 2, 3, 3), 127, np.int8)
+    y = ref.conv2d_int8(x, w, None, padding=2, dilation=(1, 2), requant=np.tile(M_ONE, (3, 1)),
+                        zp_in=zp, zp_out=-7)
+    assert y.shape == (1, 3, 5, 3) and np.all(y == -7)
+    y = ref.avg_pool2d_int8(x, 3, 1, 2, requant=M_ONE, zp_in=zp, zp_out=5)
+    assert np.all(y == 5)
+
+
+def test_conv_int8_by_hand_with_groups_and_stride() -> None:
+    x = np.arange(32, dtype=np.int8).reshape(1, 2, 4, 4)
+    w = np.array([[[[1, -1]]], [[[2, 0]]]], np.int8)       # depthwise, 1x2
+    y = ref.conv2d_int8(x, w, np.array([100, -3]), stride=(2, 1), groups=2,
+                        requant=[M_ONE, M_HALF], zp_in=1, zp_out=2, act_max=100)
+    xs = x.astype(int) - 1
+    expect0 = (xs[0, 0, ::2, :-1] - xs[0, 0, ::2, 1:]) + 100 + 2          # = -1 + 102
+    expect1 = np.floor((2 * xs[0, 1, ::2, :-1] - 3) / 2 + 0.5) + 2
+    np.testing.assert_array_equal(y[0, 0], np.minimum(expect0, 100))    # act_max
+    np.testing.assert_array_equal(y[0, 1], np.minimum(expect1, 100))
+
+
+def test_add_int8_equal_scales_is_exact_integer_addition() -> None:
+    a, b = np.meshgrid(np.arange(-128, 128), np.arange(-128, 128))
+    x0, x1 = a.astype(np.int8).reshape(1, 1, 256, 256), b.astype(np.int8).reshape(1, 1, 256, 256)
+    y = ref.add_int8(x0, x1, requant=quant.add_requant(0.1, 0.1, 0.1), zp_in0=3, zp_in1=-4,
+                     zp_out=5)
+    np.testing.assert_array_equal(y, np.clip(x0.astype(int) - 3 + x1 + 4 + 5, -128, 127))
+
+
+def test_mul_int8_exact_factor_and_broadcast() -> None:
+    a, b = np.meshgrid(np.arange(-128, 128), np.arange(-128, 128))
+    x0, x1 = a.astype(np.int8).reshape(1, 1, 256, 256), b.astype(np.int8).reshape(1, 1, 256, 256)
+    y = ref.mul_int8(x0, x1, requant=quant.mul_requant(0.5, 0.25, 0.125 * 64), zp_in0=1,
+                     zp_in1=2, zp_out=-1)
+    prod = (x0.astype(int) - 1) * (x1.astype(int) - 2)
+    np.testing.assert_array_equal(y, np.clip(np.floor(prod / 64 + 0.5) - 1, -128, 127))
+    k = np.array([2, -3], np.int8).reshape(1, 2, 1, 1)
+    x = np.arange(-4, 4, dtype=np.int8).reshape(1, 2, 2, 2)
+    y = ref.mul_int8(x, k, requant=M_ONE)
+    np.testing.assert_array_equal(y, x.astype(int) * k)
+    with pytest.raises(ValueError, match="per channel"):
+        ref.mul_int8(x, k.reshape(1, 1, 2, 1), requant=M_ONE)
+
+
+def test_clamp_then_lut() -> None:
+    x = np.arange(-128, 128, dtype=np.int8)
+    lut = (-np.arange(-128, 128) - 1).astype(np.int8)             # lut[i] = 127 - i
+    y = ref.act_int8(x, requant=M_ONE, zp_in=0, zp_out=0, act_min=-10, act_max=20, lut=lut)
+    np.testing.assert_array_equal(y, lut[np.clip(x, -10, 20).astype(int) + 128])
+    with pytest.raises(ValueError, match="256 int8"):
+        ref.act_int8(x, requant=M_ONE, lut=lut[:10])
+    with pytest.raises(ValueError, match="act_min"):
+        ref.act_int8(x, requant=M_ONE, act_min=5, act_max=4)
+
+
+def test_max_pool_int8_keeps_the_zero_point_and_ignores_padding() -> None:
+    x = np.full((1, 1, 2, 2), -128, np.int8)
+    y = ref.max_pool2d_int8(x, 2, 1, 1, zp_in=-5, act_min=-100)
+    assert y.shape == (1, 1, 3, 3) and np.all(y == -100)       # padding never wins
+    assert ref.max_pool2d_int8(x, 2, 1, 1).min() == -128
+    with pytest.raises(ValueError, match="zero point"):
+        ref.max_pool2d_int8(x, 2, zp_in=1, zp_out=2)
+    with pytest.raises(ValueError, match="below the kernel"):
+        ref.max_pool2d_int8(x, 2, padding=2)
+
+
+def test_quantize_nan_inf_and_ties() -> None:
+    x = np.array([0.5, 1.5, 2.5, -2.5, np.nan, np.inf, -np.inf, 1e38, 126.5], np.float32)
+    assert ref.quantize(x, 1.0, 1).tolist() == [1, 3, 3, -1, 1, 127, -128, 127, 127]
+    assert ref.quantize(x, 1.0, 1, act_min=2).tolist()[4] == 2      # NaN: zp, then the clamp
+    # the division is float32: 0.3 / 0.1 is 3.0000002 in float32, 2.9999999999999996 in float64
+    assert ref.quantize(np.float32(0.3), 0.1).item() == 3
+    with pytest.raises(ValueError, match="scale"):
+        ref.quantize(x, 0.0)
+
+
+def test_dequantize_is_a_float32_product() -> None:
+    q = np.arange(-128, 128, dtype=np.int8)
+    s = 0.1
+    y = ref.dequantize(q, s, -3)
+    assert y.dtype == np.float32
+    np.testing.assert_array_equal(y, (q.astype(np.float32) + 3) * np.float32(s))
+    np.testing.assert_array_equal(ref.dequantize(q, s, -3, "relu"), np.maximum(y, 0))
+
+
+@pytest.mark.parametrize("fn, kw, match", [
+    (ref.conv2d_int8, dict(x=np.zeros((1, 1, 2, 2), np.int16), weight=np.zeros((1, 1, 1, 1), np.int8),
+                           requant=M_ONE), "x must be int8"),
+    (ref.conv2d_int8, dict(x=np.zeros((1, 1, 2, 2), np.int8), weight=np.zeros((2, 1, 1, 1), np.int8),
+                           requant=M_ONE), r"2 rescale record\(s\)"),
+    (ref.conv2d_int8, dict(x=np.zeros((1, 1, 2, 2), np.int8), weight=np.zeros((1, 1, 1, 1), np.int8),
+                           requant=M_ONE, zp_in=128), "zp_in"),
+    (ref.fc_int8, dict(x=np.zeros((2, 3), np.int8), weight=np.zeros((4, 5), np.int8),
+                       requant=np.tile(M_ONE, (4, 1))), "C_in = 3"),
+    (ref.add_int8, dict(x0=np.zeros((1, 1, 2, 2), np.int8), x1=np.zeros((1, 1, 2, 2), np.int8),
+                        requant=M_ONE), r"3 rescale record\(s\)"),
+    (ref.scale_shift_int8, dict(x=np.zeros((1, 2, 2, 2), np.int8), weight=np.zeros(2, np.int8),
+                                bias=np.array([2 ** 31, 0]), requant=np.tile(M_ONE, (2, 1))),
+     "int32 values"),
+])
+def test_int8_errors_say_what_is_wrong(fn, kw, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        fn(**kw)
+
+
+def test_fc_int8_keeps_the_rank_and_global_pools() -> None:
+    x = np.arange(-6, 6, dtype=np.int8).reshape(2, 6)
+    w = np.eye(6, dtype=np.int8)[:3]
+    y2 = ref.fc_int8(x, w, requant=np.tile(M_ONE, (3, 1)))
+    y4 = ref.linear_int8(x.reshape(2, 6, 1, 1), w, requant=np.tile(M_ONE, (3, 1)))
+    np.testing.assert_array_equal(y2, x[:, :3])
+    np.testing.assert_array_equal(y4.reshape(2, 3), y2)
+    x = np.arange(-8, 8, dtype=np.int8).reshape(1, 2, 2, 4)
+    assert ref.global_max_pool2d_int8(x).ravel().tolist() == [-1, 7]
+    # sums -36 and 28 over 8: -4.5 -> -4 and 3.5 -> 4 (half up)
+    assert ref.global_avg_pool2d_int8(x, requant=(1 << 30, 33)).ravel().tolist() == [-4, 4]
+
+
+# --- float activations: definitions, parameters, NaN ------------------------------
+
+def test_activation_specs() -> None:
+    assert ref.activation(None) == ref.activation("none") == ref.Activation(None)
+    assert ref.activation("leaky_relu").alpha == pytest.approx(0.01)
+    a = ref.activation(("hard_sigmoid", 0.2))
+    assert (a.alpha, a.beta, a.code) == (float(np.float32(0.2)), 0.5, 5)
+    assert ref.activation(("hard_swish", 0.25, 0.4)) == ref.Activation("hard_swish", 0.25, 0.4)
+    for bad, match in [("gelu", "one of"), (("relu", 1.0), "no parameters"),
+                       (("leaky_relu", 0.1, 0.2), "at most 1"), (("leaky_relu", np.nan), "finite")]:
+        with pytest.raises(ValueError, match=match):
+            ref.activation(bad)
+    assert ref.ACTIVATIONS[:3] == ref.V1_ACTIVATIONS
+
+
+def test_float_activation_values_and_nan() -> None:
+    x = np.array([-np.inf, -1000, -3, -1, 0, 1, 3, 1000, np.inf, np.nan], np.float32)
+    np.testing.assert_allclose(ref.leaky_relu(x, 0.1)[1:-1], [-100, -0.3, -0.1, 0, 1, 3, 1000,
+                                                              np.inf], rtol=1e-6)
+    with np.errstate(over="raise"):            # no overflow, even at -1000
+        s = ref.sigmoid(x)
+    np.testing.assert_allclose(s[:-1], [0, 0, 1 / (1 + np.exp(3)), 1 / (1 + np.e), 0.5,
+                                        1 / (1 + np.exp(-1)), 1 / (1 + np.exp(-3)), 1, 1],
+                               rtol=1e-6)
+    np.testing.assert_allclose(ref.hard_sigmoid(x)[:-1], [0, 0, 0, 1 / 3, 0.5, 2 / 3, 1, 1, 1],
+                               rtol=1e-6)
+    np.testing.assert_allclose(ref.hard_swish(x)[1:-1], [0, 0, -1 / 3, 0, 2 / 3, 3, 1000, np.inf],
+                               rtol=1e-6)
+    for name in ref.ACTIVATIONS[1:]:
+        assert np.isnan(ref.activation(name)(x)[-1]), name
+    assert np.isnan(ref.hard_swish(x)[0])               # -inf * 0, as PyTorch
+
+
+def test_every_op_fuses_every_activation() -> None:
+    rng = np.random.default_rng(61)
+    x = rng.standard_normal((2, 3, 5, 5)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    spec = ("leaky_relu", 0.2)
+    f = ref.activation(spec)
+    pre = ref.conv2d(x, w, padding=1)
+    np.testing.assert_allclose(ref.conv2d(x, w, padding=1, activation=spec), f(pre), rtol=1e-6)
+    for name in ref.ACTIVATIONS:
+        g = ref.activation(name)
+        for op, args in [(ref.max_pool2d, (2,)), (ref.avg_pool2d, (2,)),
+                         (ref.global_avg_pool2d, ()), (ref.global_max_pool2d, ())]:
+            np.testing.assert_allclose(op(x, *args, activation=name), g(op(x, *args)),
+                                       rtol=1e-6, atol=1e-7)
+    k = rng.standard_normal(3).astype(np.float32)
+    np.testing.assert_allclose(ref.scale_shift(x, k, -k, activation="sigmoid"),
+                               ref.sigmoid(x * k[:, None, None] - k[:, None, None]), rtol=1e-6)
+    np.testing.assert_allclose(ref.mul(x, k.reshape(1, 3, 1, 1).repeat(2, 0)),
+                               x * k[:, None, None], rtol=1e-6)
+    np.testing.assert_allclose(ref.act(x, "hard_swish"), ref.hard_swish(x), rtol=1e-6)
+    with pytest.raises(ValueError, match="one shape"):
+        ref.add(x, x[:, :2])
+    with pytest.raises(ValueError, match=r"\(N, C_in\) or \(N, C_in, 1, 1\)"):
+        ref.fc(x, w.reshape(4, -1))
