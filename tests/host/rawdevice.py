@@ -96,3 +96,41 @@ def run_known_job(q: QTest, rng: np.random.Generator) -> None:
                                rtol=1e-4, atol=1e-4)
 
 
+
+
+# --- version 2 descriptors ------------------------------------------------------------
+
+LAYER2_U64 = ("weight", "bias", "requant", "lut", "rsvd1")
+LAYER2_F32 = ("act_alpha", "act_beta", "qscale")
+
+
+def packed_strides(n: int, c: int, h: int, w: int) -> tuple[int, int, int, int]:
+    return (c * h * w, h * w, w, 1)
+
+
+def view_bytes(addr: int = 0, dtype: int = 0, strides=(0, 0, 0, 0), rsvd: int = 0) -> bytearray:
+    """A 32-byte tensor view: address, data type, strides (n, c, h, w) in elements."""
+    d = bytearray(R["CONVACCEL_VIEW_SIZE"])
+    put(d, R["CONVACCEL_VIEW_ADDR_OFF"], addr, 8)
+    put(d, R["CONVACCEL_VIEW_DTYPE_OFF"], dtype)
+    put(d, R["CONVACCEL_VIEW_RSVD_OFF"], rsvd)
+    for axis, stride in zip("NCHW", strides):
+        put(d, R[f"CONVACCEL_VIEW_STRIDE_{axis}_OFF"], stride)
+    return d
+
+
+def layer2_bytes(fields: dict, in0: bytes = b"", in1: bytes = b"", out: bytes = b"") -> bytearray:
+    """A 256-byte v2 layer descriptor; floats (act_alpha, act_beta, qscale) may
+    be given as Python floats, or as raw u32 bit patterns (ints)."""
+    d = bytearray(R["CONVACCEL_LAYER2_SIZE"])
+    for name, value in fields.items():
+        off = R[f"CONVACCEL_LAYER2_{name.upper()}_OFF"]
+        if name in LAYER2_F32 and isinstance(value, float):
+            d[off:off + 4] = struct.pack("<f", value)
+        else:
+            put(d, off, int(value), 8 if name in LAYER2_U64 else 4)
+    for name, view in (("IN0", in0), ("IN1", in1), ("OUT", out)):
+        if view:
+            off = R[f"CONVACCEL_LAYER2_{name}_OFF"]
+            d[off:off + len(view)] = view
+    return d
