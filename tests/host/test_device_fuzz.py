@@ -10,7 +10,9 @@ Seeded: a failure names its seed."""
 from __future__ import annotations
 
 import collections
+import json
 import os
+import socket
 import random
 import struct
 import tempfile
@@ -27,7 +29,6 @@ from conftest import ensure_built
 from qtest import QTest
 from rawdevice import (BASE, DATA_AREA, JOB_AREA, R, RAM, RAM_MB, REGS, job_bytes, layer_bytes,
                        queue_hung_job, reg, run_known_job)
-from test_migration import Monitor
 
 OPS = int(os.environ.get("PYACCEL_FUZZ_OPS", 20000))
 CHECK_EVERY = 4000                  # fuzz_steps between two checked steps
@@ -77,57 +78,92 @@ def big_layer(rnd: random.Random, alone: bool = True) -> tuple[bytearray, int]:
 
 
 def ring(q: QTest, job_addr: int) -> None:
-    q.writel(reg("CMD_ADDR_LO"), job_addr & 0xFFFFFFFF)
-    q.writel(reg("CMD_ADDR_HI"), job_addr >> 32)
-    q.writel(reg("DOORBELL"), 1)
+    q.pipeline(doorbell(job_addr))
 
 
-def fuzz_step(q: QTest, rnd: random.Random, tag: int) -> None:
+def writel(addr: int, value: int) -> str:
+    return f"writel {addr:#x} {value & 0xFFFFFFFF:#x}"
+
+
+def write(addr: int, data: bytes) -> str:
+    return f"write {addr:#x} {len(data):#x} 0x{data.hex()}"
+
+
+def doorbell(addr: int) -> list[str]:
+    return [writel(reg("CMD_ADDR_LO"), addr), writel(reg("CMD_ADDR_HI"), addr >> 32),
+            writel(reg("DOORBELL"), 1)]
+
+
+def fuzz_commands(rnd: random.Random, tag: int) -> list[str]:
+    """One random operation, as qtest command lines."""
     kind = rnd.random()
     if kind < 0.04:                                   # above the limits: TOO_LARGE
         # (never a job that would run: a leftover layer may be rung again later)
         layers = [big_layer(rnd)[0] for _ in range(rnd.randint(1, 3))]
-        q.write(JOB_AREA + 0x1000, b"".join(bytes(l) for l in layers))
-        q.write(JOB_AREA, bytes(job_bytes(JOB_AREA + 0x1000, len(layers), JOB_AREA + 0x800, tag)))
-        ring(q, JOB_AREA)
-    elif kind < 0.07:                                 # reset right after doorbells
-        q.pipeline([f"writel {reg('DOORBELL'):#x} 0x1",
-                    f"writel {reg('CTRL'):#x} {R['CONVACCEL_CTRL_RESET']:#x}"]
-                   * rnd.randint(1, 4))
-    elif kind < 0.35:                                 # a job, mostly plausible
+        job = job_bytes(JOB_AREA + 0x1000, len(layers), JOB_AREA + 0x800, tag)
+        return [write(JOB_AREA + 0x1000, b"".join(bytes(l) for l in layers)),
+                write(JOB_AREA, bytes(job)), *doorbell(JOB_AREA)]
+    if kind < 0.07:                                   # reset right after doorbells
+        return [writel(reg("DOORBELL"), 1),
+                writel(reg("CTRL"), R["CONVACCEL_CTRL_RESET"])] * rnd.randint(1, 4)
+    if kind < 0.35:                                   # a job, mostly plausible
         count = rnd.choice([1, 1, 2, 3, 0, 1025])
         layers = b"".join(random_layer(rnd) for _ in range(min(count, 3)))
-        q.write(JOB_AREA + 0x1000, layers)
         job = job_bytes(JOB_AREA + 0x1000, count,
                         rnd.choice([JOB_AREA + 0x800, random_address(rnd)]), tag)
         if rnd.random() < 0.1:
             job[rnd.randrange(len(job))] ^= 0xFF
-        q.write(JOB_AREA, bytes(job))
         addr = rnd.choice([JOB_AREA] * 8 + [random_address(rnd)])
-        q.writel(reg("CMD_ADDR_LO"), addr & 0xFFFFFFFF)
-        q.writel(reg("CMD_ADDR_HI"), addr >> 32)
-        q.writel(reg("DOORBELL"), 1)
-    elif kind < 0.55:                                 # any register, any value
-        q.writel(BASE + rnd.choice(REGS + [rnd.randrange(0, 0x1000, 4)]), random_value(rnd))
-    elif kind < 0.65:
-        q.writel(reg("FAULT_CTRL"), rnd.randrange(8))
-        q.writel(reg("FAULT_DELAY_US"), rnd.choice([0, 0, 100, 5000]))
-        q.writel(reg("FAULT_ERROR_AFTER"), rnd.choice([0, 0, 1, 3]))
-    elif kind < 0.75:
-        q.writel(reg("CTRL"), rnd.choice([1, 2, 3, 0xFFFFFFFF]))
-    elif kind < 0.95:
-        q.readl(BASE + rnd.choice(REGS + [rnd.randrange(0, 0x1000, 4)]))
-    else:                                             # odd access sizes
-        size = rnd.choice(["b", "w", "q"])
-        off = rnd.randrange(0, 0x100)
-        q.cmd(f"read{size} {BASE + off:#x}")
-        q.cmd(f"write{size} {BASE + off:#x} 0x1")
+        return [*([write(JOB_AREA + 0x1000, layers)] if layers else []),
+                write(JOB_AREA, bytes(job)), *doorbell(addr)]
+    if kind < 0.55:                                   # any register, any value
+        return [writel(BASE + rnd.choice(REGS + [rnd.randrange(0, 0x1000, 4)]),
+                       random_value(rnd))]
+    if kind < 0.65:
+        return [writel(reg("FAULT_CTRL"), rnd.randrange(8)),
+                writel(reg("FAULT_DELAY_US"), rnd.choice([0, 0, 100, 5000])),
+                writel(reg("FAULT_ERROR_AFTER"), rnd.choice([0, 0, 1, 3]))]
+    if kind < 0.75:
+        return [writel(reg("CTRL"), rnd.choice([1, 2, 3, 0xFFFFFFFF]))]
+    if kind < 0.95:
+        return [f"readl {BASE + rnd.choice(REGS + [rnd.randrange(0, 0x1000, 4)]):#x}"]
+    size = rnd.choice(["b", "w", "q"])                # odd access sizes
+    off = rnd.randrange(0, 0x100)
+    return [f"read{size} {BASE + off:#x}", f"write{size} {BASE + off:#x} 0x1"]
+
+
+def fuzz_step(q: QTest, rnd: random.Random, tag: int) -> None:
+    q.pipeline(fuzz_commands(rnd, tag))
 
 
 # --- checked steps -------------------------------------------------------------
 
+class QMP:
+    """QEMU's machine protocol on a unix socket: one command, its answer."""
+
+    def __init__(self, path: str) -> None:
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(path)
+        self.sock.settimeout(30)
+        self.file = self.sock.makefile("rw")
+        self.file.readline()                        # the greeting
+        self("qmp_capabilities")
+
+    def __call__(self, command: str, **arguments) -> dict:
+        self.file.write(json.dumps({"execute": command, "arguments": arguments}) + "\n")
+        self.file.flush()
+        while True:
+            reply = json.loads(self.file.readline())
+            if "event" not in reply:
+                return reply.get("return", reply)
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
 class Target:
-    """The device under fuzz: QEMU under qtest with a monitor. A migration
+    """The device under fuzz: QEMU under qtest, with QMP. A migration
     replaces the QEMU process (source -> state file -> destination); the log
     of every process is kept, for sanitizer reports."""
 
@@ -139,35 +175,40 @@ class Target:
         self.crashes = 0                            # a QEMU that exited by itself
         self.events: collections.Counter = collections.Counter()
         self.failures: list[str] = []               # checked steps that went wrong
-        self.q, self.mon = self.start()
+        self.q, self.qmp = self.start()
 
-    def start(self, *extra: str) -> tuple[QTest, Monitor]:
-        mon = str(self.dir / f"mon{len(self.logs)}.sock")
+    def start(self, *extra: str) -> tuple[QTest, QMP]:
+        path = str(self.dir / f"qmp{len(self.logs)}.sock")
         q = QTest(memory_mb=RAM_MB, qemu=self.qemu,
-                  extra=["-monitor", f"unix:{mon},server=on,wait=off", *extra])
-        return q, Monitor(mon)
+                  extra=["-qmp", f"unix:{path},server=on,wait=off", *extra])
+        return q, QMP(path)
 
     def retire(self, q: QTest) -> None:
+        self.qmp.close()
         self.logs.append(q.log.read_text(errors="replace") if q.log.exists() else "")
         self.crashes += q.close() is not None
 
     def migrate(self) -> str:
-        """Migrate to a file and continue on a new QEMU: "completed", or the
-        status of a refused migration (the source then goes on)."""
+        """Migrate to a file and continue on a new QEMU: "completed", or why
+        not (a refused migration leaves the source running)."""
         state = self.dir / "state.bin"
-        self.mon(f'migrate "exec:cat > {state}"')
-        status = self.mon.migration_status()
-        if status == "completed":
-            self.mon.sock.close()
-            self.retire(self.q)
-            self.q, self.mon = self.start("-incoming", f"exec:cat {state}")
-            deadline = time.monotonic() + 30
-            while "running" not in self.mon("info status"):   # until the state is loaded
-                if time.monotonic() > deadline:
-                    return "not running on the destination"
-                time.sleep(0.05)
-        state.unlink(missing_ok=True)
-        return status
+        self.qmp("migrate", uri=f"exec:cat > {state}")
+        deadline = time.monotonic() + 60
+        while (info := self.qmp("query-migrate")).get("status") in ("setup", "active", "device"):
+            if time.monotonic() > deadline:
+                return "migration timed out"
+            time.sleep(0.02)
+        if info.get("status") != "completed":
+            self.qmp("cont")
+            return f"{info.get('status')}: {info.get('error-desc', '')}"
+        self.retire(self.q)
+        self.q, self.qmp = self.start("-incoming", f"exec:cat {state}")
+        while self.qmp("query-status").get("status") != "running":    # until loaded
+            if time.monotonic() > deadline:
+                return "not running on the destination"
+            time.sleep(0.02)
+        state.unlink()
+        return "completed"
 
     def fail(self, what: str) -> None:
         self.failures.append(what)
@@ -177,7 +218,6 @@ class Target:
         return "".join(self.logs) + current
 
     def close(self) -> None:
-        self.mon.sock.close()
         self.retire(self.q)
         self._dir.cleanup()
 
@@ -261,7 +301,7 @@ def check_migrate_busy(t: Target, rnd: random.Random, step: int) -> None:
     """A job in flight (waiting out a delay, or running): the migration
     completes and the job completes right on the destination."""
     clean(t.q)
-    t.q.writel(reg("FAULT_DELAY_US"), rnd.choice([0, 100_000, 300_000]))
+    t.q.writel(reg("FAULT_DELAY_US"), rnd.choice([200_000, 400_000]))
     addr_y, want = queue_known_job(t.q, np.random.default_rng(step), step & 0xFFFF)
     busy = bool(t.q.readl(reg("STATUS")) & R["CONVACCEL_STATUS_BUSY"])
     status = t.migrate()
@@ -344,11 +384,22 @@ CHECKS = (check_migrate_busy, check_reset_race, check_limits, check_migrate_idle
 
 
 def fuzz(t: Target, rnd: random.Random, ops: int, check_every: int = CHECK_EVERY) -> None:
-    """ops fuzz steps; every check_every of them, the next checked step in turn."""
+    """ops random operations, sent 1 to 8 at a time (back to back, with no
+    main-loop work between them); every check_every of them, the next
+    checked step in turn."""
+    lines: list[str] = []
+    batch = pending = 1
     for i in range(ops):
-        fuzz_step(t.q, rnd, i)
+        lines += fuzz_commands(rnd, i)
+        if pending == batch:
+            t.q.pipeline(lines)
+            lines, batch, pending = [], rnd.randint(1, 8), 0
+        pending += 1
         if i % check_every == check_every - 1:
+            t.q.pipeline(lines)
+            lines, pending = [], 1
             CHECKS[(i // check_every) % len(CHECKS)](t, rnd, i)
+    t.q.pipeline(lines)
 
 
 @pytest.fixture

@@ -293,6 +293,7 @@ class Worker:
         self.scratch = ffi.new("char[]", 4096)
         self.ro_submit = readonly_copy(ffi.new("struct convaccel_submit *", {
             "layers": addr(self.layers[0]), "layer_count": 1, "layer_size": sz}))[0]
+        self.ro_create = readonly_copy(self.creates[0])[0]
         self.ro_wait, self.ro_wait_page = readonly_copy(self.wait_arg)
         self.ro_stats = readonly_copy(self.stats)[0]
         self.waits = [ffi.new("struct convaccel_wait *") for _ in range(self.BURST)]
@@ -302,6 +303,7 @@ class Worker:
         self.fast = self.fast_calls(rnd, sz)
         table = [(10, self.op_submit), (8, self.op_wait), (4, self.op_create),
                  (4, self.op_destroy), (3, self.op_map), (1, self.op_readonly_submit),
+                 (1, self.op_readonly_create),
                  (1, self.op_wait_efault), (6, self.op_wait_burst), (10, self.op_fast_burst)]
         self.ops = [op for weight, op in table for _ in range(weight)]
 
@@ -336,7 +338,6 @@ class Worker:
         info = ffi.new("struct convaccel_info *")
         add("INFO", info)
         add("INFO", readonly_copy(info)[0])
-        add("BUFFER_CREATE", readonly_copy(self.creates[0])[0])   # EFAULT; nothing left
         for h in (*self.pool.foreign, 0, 2**32 - 1, rnd.getrandbits(32)):
             add("BUFFER_DESTROY", ffi.new("struct convaccel_buffer_destroy *", {"handle": h}))
         add("BUFFER_DESTROY", ffi.new("struct convaccel_buffer_destroy *", {"handle": 1, "pad": 1}))
@@ -445,6 +446,10 @@ class Worker:
             self.pool.drop(self.pool.jobs, job)
             self.pool.retired.append(job)
         return "WAIT", e
+
+    def op_readonly_create(self):
+        """BUFFER_CREATE whose handle cannot be written back: EFAULT, no buffer left."""
+        return "BUFFER_CREATE", self.call("BUFFER_CREATE", self.ro_create)
 
     def op_readonly_submit(self):
         """SUBMIT whose job id cannot be written back: EFAULT, nothing queued."""
