@@ -18,7 +18,9 @@ from real-valued scales (numpy only).
 Scales are float32 values (what a descriptor's f32 field or an ONNX
 initializer holds): the functions return them as Python floats that are
 exactly float32 and round the scales they are given to float32 first, so that
-every use sees the same number; the factors are then formed in float64. With a table, the layer's own output (its records'
+every use sees the same number; the factors are then formed in float64.
+
+With a table, the layer's own output (its records'
 ``s_out`` and the descriptor's ``zp_out``) is the pre-activation tensor
 (``s_mid``, ``zp_mid``); the table maps it into the real output's scale.
 
@@ -30,7 +32,7 @@ every use sees the same number; the factors are then formed in float64. With a t
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence, Tuple, Union
+from typing import Callable, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -38,8 +40,8 @@ from . import reference as ref
 from .reference_int8 import ADD_LEFT_SHIFT, LUT_SIZE, quantize, quantize_multiplier
 
 __all__ = ["activation_clamp", "activation_lut", "act_requant", "add_requant",
-           "avgpool_requant", "conv_requant", "fc_requant", "lut_activation", "mul_requant", "qparams",
-           "quantize_bias", "quantize_weights", "rescale_records", "scale_shift_requant"]
+           "avgpool_requant", "conv_requant", "fc_requant", "lut_activation", "mul_requant",
+           "qparams", "quantize_bias", "quantize_weights", "rescale_records", "scale_shift_requant"]
 
 Scales = Union[float, Sequence[float], np.ndarray]
 # Activations that int8 ops compute as the clamp, and those that need a table.

@@ -122,8 +122,8 @@ def test_records_per_op_follow_the_spec_table() -> None:
     assert quant.fc_requant is quant.conv_requant is quant.scale_shift_requant
 
     r = quant.add_requant(0.1, 0.3, 0.2)
-    np.testing.assert_allclose(real(r), [f(0.1) / (2 * f(0.3)), 0.5, 2 * f(0.3) / (2 ** 20 * f(0.2))],
-                               rtol=2e-9)
+    np.testing.assert_allclose(
+        real(r), [f(0.1) / (2 * f(0.3)), 0.5, 2 * f(0.3) / (2 ** 20 * f(0.2))], rtol=2e-9)
     assert r[1].tolist() == [1 << 30, 31]                   # the larger input: exactly 1/2
     np.testing.assert_allclose(real(quant.mul_requant(0.1, 0.3, 0.2)), f(0.1) * f(0.3) / f(0.2),
                                rtol=2e-9)
