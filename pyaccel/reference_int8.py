@@ -16,8 +16,12 @@ integer, after the rescale),
 integer array of shape (k, 2), one ``(M, S)`` row per record (a single record
 may be given as ``(M, S)``); :mod:`pyaccel.quant` computes them from the real
 scales. ``rescale(v, M, S) = (v * M + 2^(S-1)) >> S`` in 64 bits, rounding
-half up. Accumulators (conv, fc, scale-shift, average-pool sums) are int32
-and wrap like two's complement int32 (computed in int64, then wrapped).
+half up. The conv, FC and SCALE_SHIFT accumulators are int32 and wrap like
+two's complement int32 (computed in int64, then wrapped); every other
+intermediate is a 64-bit two's complement integer, as on the device: the
+pooling sums (a global average pool of 4096 x 4096 exceeds 32 bits), ADD's
+``a + b``, and rescale's product and sum, which wrap at 64 bits (only
+records no compiler makes get there).
 
 Zero points: ``zp_in`` is the descriptor's ``zp_in0`` for one-input ops;
 ``add_int8``/``mul_int8`` take ``zp_in0`` and ``zp_in1``.
@@ -73,22 +77,21 @@ def rescale(v: np.ndarray, multiplier: Union[int, np.ndarray],
     """``(v * M + 2^(S-1)) >> S`` in int64, the shift arithmetic: ``v * M / 2^S``
     rounded half up (towards +infinity). TOSA RESCALE with scale32, single round.
 
-    v: int32 values (an accumulator, already wrapped); M: 0 .. 2^31 - 1; S:
-    1 .. 62; M and S broadcast against v (e.g. per channel). |v * M| < 2^62,
-    so nothing overflows 64 bits. Returns int64.
+    v: int64 values (an accumulator, a pooling sum); M: 0 .. 2^31 - 1; S:
+    1 .. 62; M and S broadcast against v (e.g. per channel). For |v| <= 2^32
+    nothing overflows; beyond, the product and sum wrap at 64 bits as the
+    device's do. Returns int64.
     """
     v = _integers(v, "rescale input v")
     m = _integers(multiplier, "rescale multiplier M")
     s = _integers(shift, "rescale shift S")
-    if v.size and (v.min() < _INT32_MIN or v.max() > _INT32_MAX):
-        raise ValueError(f"rescale input must be int32 values, got {v.min()}..{v.max()} "
-                         "(an ADD record with m0 or m1 above 1/2?)")
     if m.size and (m.min() < 0 or m.max() > MULTIPLIER_MAX):
         raise ValueError(f"rescale multiplier M must be in 0..2^31-1, got {m.min()}..{m.max()}")
     if s.size and (s.min() < SHIFT_MIN or s.max() > SHIFT_MAX):
         raise ValueError(f"rescale shift S must be in {SHIFT_MIN}..{SHIFT_MAX}, "
                          f"got {s.min()}..{s.max()}")
-    return (v * m + (np.int64(1) << (s - 1))) >> s
+    with np.errstate(over="ignore"):             # wraps at 64 bits, like the device
+        return (v * m + (np.int64(1) << (s - 1))) >> s
 
 
 def quantize_multiplier(m: float) -> Tuple[int, int]:
@@ -267,7 +270,9 @@ def add_int8(x0: np.ndarray, x1: np.ndarray, *, requant: Requant, zp_in0: int = 
     m, s = _records(requant, 3, "add_int8")
     a = rescale((x0.astype(np.int64) - zp0) << ADD_LEFT_SHIFT, m[0], s[0])
     b = rescale((x1.astype(np.int64) - zp1) << ADD_LEFT_SHIFT, m[1], s[1])
-    return _finish(rescale(a + b, m[2], s[2]), zp_out, act_min, act_max, lut)
+    with np.errstate(over="ignore"):             # a 64-bit sum, as on the device
+        total = a + b
+    return _finish(rescale(total, m[2], s[2]), zp_out, act_min, act_max, lut)
 
 
 def mul_int8(x0: np.ndarray, x1: np.ndarray, *, requant: Requant, zp_in0: int = 0,
@@ -297,7 +302,7 @@ def avg_pool2d_int8(x: np.ndarray, kernel_size: IntPair, stride: Optional[IntPai
                     zp_out: int = 0, act_min: int = -128, act_max: int = 127,
                     lut: Optional[np.ndarray] = None) -> np.ndarray:
     """int8 AVGPOOL: ``sum`` of ``(x - zp_in)`` over each window (padding adds 0),
-    wrapped to int32; ``y = clamp(rescale(sum, M, S) + zp_out)`` (then the lut).
+    64-bit; ``y = clamp(rescale(sum, M, S) + zp_out)`` (then the lut).
     requant: 1 record, ``m = s_in / (s_out * kh * kw)``. stride defaults to kernel_size.
     """
     x = _nchw(_int8(x, "x"))
@@ -306,19 +311,19 @@ def avg_pool2d_int8(x: np.ndarray, kernel_size: IntPair, stride: Optional[IntPai
     m, s = _records(requant, 1, "avg_pool2d_int8")
     acc, _ = _pool(x.astype(np.int64) - zp_in, kernel_size, stride, padding, 0, np.add,
                    np.int64)
-    return _finish(rescale(wrap_int32(acc), m[0], s[0]), zp_out, act_min, act_max, lut)
+    return _finish(rescale(acc, m[0], s[0]), zp_out, act_min, act_max, lut)
 
 
 def global_avg_pool2d_int8(x: np.ndarray, *, requant: Requant, zp_in: int = 0,
                            zp_out: int = 0, act_min: int = -128, act_max: int = 127,
                            lut: Optional[np.ndarray] = None) -> np.ndarray:
     """int8 GLOBAL_AVGPOOL, (N, C, H, W) -> (N, C, 1, 1): ``sum`` of ``(x - zp_in)``
-    over H and W wrapped to int32, ``y = clamp(rescale(sum, M, S) + zp_out)``
+    over H and W (64-bit: it may exceed 32 bits), ``y = clamp(rescale(sum, M, S) + zp_out)``
     (then the lut); requant: 1 record, ``m = s_in / (s_out * h * w)``."""
     x = _nchw(_int8(x, "x"))
     zp_in = _zero_point(zp_in, "zp_in")
     m, s = _records(requant, 1, "global_avg_pool2d_int8")
-    acc = wrap_int32((x.astype(np.int64) - zp_in).sum(axis=(2, 3), keepdims=True))
+    acc = (x.astype(np.int64) - zp_in).sum(axis=(2, 3), keepdims=True)
     return _finish(rescale(acc, m[0], s[0]), zp_out, act_min, act_max, lut)
 
 

@@ -514,11 +514,29 @@ def test_rescale_rounds_half_up_with_an_arithmetic_shift() -> None:
 
 
 @pytest.mark.parametrize("v, m, s, match", [
-    (2 ** 31, 1, 1, "int32 values"), (1, -1, 1, "0..2"), (1, 2 ** 31, 1, "0..2"),
+    (1, -1, 1, "0..2"), (1, 2 ** 31, 1, "0..2"),
     (1, 1, 0, "1..62"), (1, 1, 63, "1..62"), (1.5, 1, 1, "integers")])
 def test_rescale_refuses_what_the_device_cannot_do(v, m, s, match) -> None:
     with pytest.raises(ValueError, match=match):
         ref.rescale(np.array([v]), m, s)
+
+
+def test_rescale_is_64_bit_and_wraps_there() -> None:
+    def device(v: int, m: int, s: int) -> int:       # uint64 arithmetic, then signed >> s
+        p = (v * m + (1 << (s - 1))) % 2 ** 64
+        return (p - 2 ** 64 if p >= 2 ** 63 else p) >> s
+    for v, m, s in [(2 ** 32 + 7, 2 ** 31 - 1, 40), (-(2 ** 33) - 1, 12345, 3),
+                    (2 ** 40, 2 ** 31 - 1, 1), (-(2 ** 50), 2 ** 31 - 1, 62)]:
+        assert ref.rescale(np.array([v]), m, s).item() == device(v, m, s), (v, m, s)
+
+
+def test_global_avg_pool_sum_does_not_wrap_at_32_bits() -> None:
+    # 255 * 2903^2 = 2148989295 > 2^31 - 1: the 64-bit sum keeps it (an int32 one
+    # would turn negative and clamp to -128)
+    x = np.full((1, 1, 2903, 2903), 127, np.int8)
+    y = ref.global_avg_pool2d_int8(x, requant=quant.avgpool_requant(1.0, 1.0, 2903, 2903),
+                                   zp_in=-128, zp_out=-128)
+    assert y.item() == 127
 
 
 def test_conv_accumulator_wraps_like_int32() -> None:
