@@ -3,7 +3,8 @@
  * convaccel driver internals, shared by its files:
  *   convaccel_drv.c      probe/remove, the character device, ioctl dispatch, sysfs
  *   convaccel_buf.c      buffers: DMA memory, handles, mmap
- *   convaccel_job.c      jobs: submit checks, queueing, completion, timeout, wait
+ *   convaccel_job.c      jobs: queueing, completion, timeout, wait
+ *   convaccel_layers.c   the checks of each layer and its hardware descriptor
  *   convaccel_debugfs.c  register dump, interrupt test, fault injection
  */
 #ifndef CONVACCEL_H
@@ -184,6 +185,19 @@ struct convaccel_buffer {
 	dma_addr_t dma;
 };
 
+/**
+ * struct convaccel_refs - the buffers a job's layers use, referenced
+ * @bufs: room for CONVACCEL_LAYER_MAX_REFS per layer
+ * @count: used entries
+ */
+struct convaccel_refs {
+	struct convaccel_buffer **bufs;
+	unsigned int count;
+};
+
+/* Buffers one layer may reference: in0, in1, out, weight, bias, requant, lut. */
+#define CONVACCEL_LAYER_MAX_REFS	7
+
 /* convaccel_drv.c */
 u32 convaccel_read(struct convaccel_dev *ca, u32 reg);
 void convaccel_write(struct convaccel_dev *ca, u32 reg, u32 val);
@@ -192,9 +206,18 @@ void convaccel_cmd_cache_drop(struct convaccel_file *cf);
 void convaccel_file_put(struct convaccel_file *cf);
 int convaccel_irq_test(struct convaccel_dev *ca);
 
+int convaccel_copy_to_user(void __user *arg, size_t usize, const void *req, size_t ksize);
+
+/*
+ * The ioctl handlers get their argument copied in (copy_struct_from_user)
+ * as @req, and the user's pointer and struct size to copy results out.
+ */
+
 /* convaccel_buf.c */
-int convaccel_ioctl_buffer_create(struct convaccel_file *cf, void __user *arg);
-int convaccel_ioctl_buffer_destroy(struct convaccel_file *cf, void __user *arg);
+int convaccel_ioctl_buffer_create(struct convaccel_file *cf, void *req,
+				  void __user *arg, size_t usize);
+int convaccel_ioctl_buffer_destroy(struct convaccel_file *cf, void *req,
+				   void __user *arg, size_t usize);
 struct convaccel_buffer *convaccel_buffer_lookup(struct convaccel_file *cf, u32 handle);
 void convaccel_buffer_put(struct convaccel_buffer *buf);
 void convaccel_buffers_release(struct convaccel_file *cf);
@@ -202,8 +225,10 @@ void convaccel_buffers_unplug(struct convaccel_dev *ca);
 int convaccel_mmap(struct file *file, struct vm_area_struct *vma);
 
 /* convaccel_job.c */
-int convaccel_ioctl_submit(struct convaccel_file *cf, void __user *arg);
-int convaccel_ioctl_wait(struct convaccel_file *cf, void __user *arg);
+int convaccel_ioctl_submit(struct convaccel_file *cf, void *req, void __user *arg,
+			   size_t usize);
+int convaccel_ioctl_wait(struct convaccel_file *cf, void *req, void __user *arg,
+			 size_t usize);
 __poll_t convaccel_poll(struct file *file, poll_table *wait);
 void convaccel_jobs_release(struct convaccel_file *cf);
 void convaccel_jobs_complete(struct convaccel_dev *ca);
@@ -213,6 +238,12 @@ void convaccel_cmd_caches_unplug(struct convaccel_dev *ca);
 unsigned int convaccel_clamp_timeout(unsigned int ms);
 void convaccel_recover(struct convaccel_dev *ca, const char *why);
 void convaccel_timeout_work(struct work_struct *work);
+
+/* convaccel_layers.c */
+int convaccel_encode_layer(struct convaccel_file *cf, struct convaccel_refs *refs,
+			   const struct convaccel_layer *l, u8 *d);
+int convaccel_encode_layer2(struct convaccel_file *cf, struct convaccel_refs *refs,
+			    const struct convaccel_layer2 *l, u8 *d);
 
 /* convaccel_debugfs.c */
 void convaccel_debugfs_init(struct convaccel_dev *ca);

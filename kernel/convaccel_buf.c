@@ -124,22 +124,21 @@ err_cap:
 	return NULL;
 }
 
-int convaccel_ioctl_buffer_create(struct convaccel_file *cf, void __user *arg)
+int convaccel_ioctl_buffer_create(struct convaccel_file *cf, void *kreq,
+				  void __user *arg, size_t usize)
 {
 	const struct xa_limit handles = XA_LIMIT(1, CONVACCEL_MAX_BUFFERS_PER_FILE);
-	struct convaccel_buffer_create req;
+	struct convaccel_buffer_create *req = kreq;
 	struct convaccel_buffer *buf;
 	u32 handle;
 	int ret;
 
-	if (copy_from_user(&req, arg, sizeof(req)))
-		return -EFAULT;
-	if (req.flags || req.handle || req.mmap_offset || !req.size)
+	if (req->flags || req->handle || req->mmap_offset || !req->size)
 		return -EINVAL;
-	if (req.size > (u64)CONVACCEL_MAX_BUFFER_MB << 20)
+	if (req->size > (u64)CONVACCEL_MAX_BUFFER_MB << 20)
 		return -E2BIG;
 
-	buf = convaccel_buffer_alloc(cf->ca, PAGE_ALIGN(req.size));
+	buf = convaccel_buffer_alloc(cf->ca, PAGE_ALIGN(req->size));
 	if (!buf)
 		return -ENOMEM;
 	/* The handle's reference, and ours until the result is out. */
@@ -150,10 +149,10 @@ int convaccel_ioctl_buffer_create(struct convaccel_file *cf, void __user *arg)
 		convaccel_buffer_put(buf);
 		return -ENOMEM;		/* -EBUSY: the file has the most buffers */
 	}
-	req.handle = handle;
-	req.mmap_offset = (u64)handle << CONVACCEL_MMAP_SHIFT;
-	ret = 0;
-	if (copy_to_user(arg, &req, sizeof(req))) {
+	req->handle = handle;
+	req->mmap_offset = (u64)handle << CONVACCEL_MMAP_SHIFT;
+	ret = convaccel_copy_to_user(arg, usize, req, sizeof(*req));
+	if (ret) {
 		/*
 		 * A sibling thread may have destroyed the handle already, and
 		 * the handle may even name another buffer by now: take back
@@ -161,22 +160,20 @@ int convaccel_ioctl_buffer_create(struct convaccel_file *cf, void __user *arg)
 		 */
 		if (xa_cmpxchg(&cf->buffers, handle, buf, NULL, 0) == buf)
 			convaccel_buffer_put(buf);
-		ret = -EFAULT;
 	}
 	convaccel_buffer_put(buf);
 	return ret;
 }
 
-int convaccel_ioctl_buffer_destroy(struct convaccel_file *cf, void __user *arg)
+int convaccel_ioctl_buffer_destroy(struct convaccel_file *cf, void *kreq,
+				   void __user *arg, size_t usize)
 {
-	struct convaccel_buffer_destroy req;
+	struct convaccel_buffer_destroy *req = kreq;
 	struct convaccel_buffer *buf;
 
-	if (copy_from_user(&req, arg, sizeof(req)))
-		return -EFAULT;
-	if (req.pad)
+	if (req->pad)
 		return -EINVAL;
-	buf = req.handle ? xa_erase(&cf->buffers, req.handle) : NULL;
+	buf = req->handle ? xa_erase(&cf->buffers, req->handle) : NULL;
 	if (!buf)
 		return -ENOENT;
 	convaccel_buffer_put(buf);

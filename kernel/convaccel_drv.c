@@ -193,13 +193,105 @@ static int convaccel_release(struct inode *inode, struct file *file)
 	return 0;
 }
 
-static int convaccel_ioctl_info(struct convaccel_dev *ca, void __user *arg)
+/**
+ * convaccel_copy_to_user() - copy an ioctl's result to a struct of any size
+ * @arg: the user's struct
+ * @usize: its size, from the ioctl number
+ * @req: the driver's struct
+ * @ksize: its size
+ *
+ * An older userspace gets the fields it knows; a newer one gets zeros in
+ * the fields this driver does not know.
+ *
+ * Return: 0 or -EFAULT.
+ */
+int convaccel_copy_to_user(void __user *arg, size_t usize, const void *req, size_t ksize)
 {
-	struct convaccel_info info = ca->limits;
+	if (copy_to_user(arg, req, min(usize, ksize)))
+		return -EFAULT;
+	if (usize > ksize && clear_user(arg + ksize, usize - ksize))
+		return -EFAULT;
+	return 0;
+}
 
-	info.timeout_ms = READ_ONCE(ca->timeout_ms);
-	info.irq_count = atomic64_read(&ca->irq_count);
-	return copy_to_user(arg, &info, sizeof(info)) ? -EFAULT : 0;
+static int convaccel_ioctl_info(struct convaccel_file *cf, void *kreq,
+				void __user *arg, size_t usize)
+{
+	struct convaccel_dev *ca = cf->ca;
+	struct convaccel_info *info = kreq;
+
+	*info = ca->limits;
+	info->timeout_ms = READ_ONCE(ca->timeout_ms);
+	info->irq_count = atomic64_read(&ca->irq_count);
+	return convaccel_copy_to_user(arg, usize, info, sizeof(*info));
+}
+
+/**
+ * struct convaccel_ioctl_desc - how one ioctl's argument is copied
+ * @dir: _IOC_READ and/or _IOC_WRITE, as the command must say
+ * @size: the driver's struct
+ * @min_size: the struct's first published size: a shorter one is EINVAL
+ * @fn: the handler: gets the argument copied in (zero-extended), the user
+ *	pointer and the user's size, and copies its results out itself
+ */
+struct convaccel_ioctl_desc {
+	unsigned int dir;
+	u16 size;
+	u16 min_size;
+	int (*fn)(struct convaccel_file *cf, void *req, void __user *arg, size_t usize);
+};
+
+/* Indexed by _IOC_NR; the first sizes are those of ABI 3, append only. */
+static const struct convaccel_ioctl_desc convaccel_ioctls[] = {
+	[0x00] = { _IOC_READ, sizeof(struct convaccel_info), 96, convaccel_ioctl_info },
+	[0x01] = { _IOC_READ | _IOC_WRITE, sizeof(struct convaccel_buffer_create), 24,
+		   convaccel_ioctl_buffer_create },
+	[0x02] = { _IOC_WRITE, sizeof(struct convaccel_buffer_destroy), 8,
+		   convaccel_ioctl_buffer_destroy },
+	[0x03] = { _IOC_READ | _IOC_WRITE, sizeof(struct convaccel_submit), 32,
+		   convaccel_ioctl_submit },
+	[0x04] = { _IOC_READ | _IOC_WRITE, sizeof(struct convaccel_wait), 96,
+		   convaccel_ioctl_wait },
+};
+
+static_assert(_IOC_NR(CONVACCEL_IOCTL_INFO) == 0x00 &&
+	      _IOC_NR(CONVACCEL_IOCTL_BUFFER_CREATE) == 0x01 &&
+	      _IOC_NR(CONVACCEL_IOCTL_BUFFER_DESTROY) == 0x02 &&
+	      _IOC_NR(CONVACCEL_IOCTL_SUBMIT) == 0x03 &&
+	      _IOC_NR(CONVACCEL_IOCTL_WAIT) == 0x04);
+
+/*
+ * One command, any struct size (Documentation/driver-api/ioctl.rst): the
+ * type, number and direction must match; the size is the user's.
+ */
+static long convaccel_dispatch(struct convaccel_file *cf, unsigned int cmd,
+			       void __user *arg)
+{
+	const struct convaccel_ioctl_desc *d;
+	size_t usize = _IOC_SIZE(cmd);
+	union {
+		struct convaccel_info info;
+		struct convaccel_buffer_create create;
+		struct convaccel_buffer_destroy destroy;
+		struct convaccel_submit submit;
+		struct convaccel_wait wait;
+	} req;
+	int ret;
+
+	if (_IOC_TYPE(cmd) != CONVACCEL_IOCTL_BASE || _IOC_NR(cmd) >= ARRAY_SIZE(convaccel_ioctls))
+		return -ENOTTY;
+	d = &convaccel_ioctls[_IOC_NR(cmd)];
+	if (!d->fn || _IOC_DIR(cmd) != d->dir)
+		return -ENOTTY;
+	if (usize < d->min_size)
+		return -EINVAL;
+	memset(&req, 0, sizeof(req));
+	if (d->dir & _IOC_WRITE) {
+		ret = copy_struct_from_user(&req, d->size, arg, usize);
+		if (ret)
+			return ret;
+	}
+	return d->fn(cf, &req, arg, usize);
 }
 
 static long convaccel_ioctl(struct file *file, unsigned int cmd,
@@ -214,25 +306,7 @@ static long convaccel_ioctl(struct file *file, unsigned int cmd,
 	idx = srcu_read_lock(&cf->ca->srcu);
 	if (READ_ONCE(cf->ca->dead))
 		goto out;
-	switch (cmd) {
-	case CONVACCEL_IOCTL_INFO:
-		ret = convaccel_ioctl_info(cf->ca, uarg);
-		break;
-	case CONVACCEL_IOCTL_BUFFER_CREATE:
-		ret = convaccel_ioctl_buffer_create(cf, uarg);
-		break;
-	case CONVACCEL_IOCTL_BUFFER_DESTROY:
-		ret = convaccel_ioctl_buffer_destroy(cf, uarg);
-		break;
-	case CONVACCEL_IOCTL_SUBMIT:
-		ret = convaccel_ioctl_submit(cf, uarg);
-		break;
-	case CONVACCEL_IOCTL_WAIT:
-		ret = convaccel_ioctl_wait(cf, uarg);
-		break;
-	default:
-		ret = -ENOTTY;
-	}
+	ret = convaccel_dispatch(cf, cmd, uarg);
 out:
 	srcu_read_unlock(&cf->ca->srcu, idx);
 	return ret;
@@ -377,6 +451,34 @@ static u32 convaccel_read_limit(struct convaccel_dev *ca, u32 reg, u32 max)
 	return max;
 }
 
+/* What the device can do, from CAPS, as INFO reports it (bit N: code N). */
+static void convaccel_read_caps(u32 caps, struct convaccel_info *l)
+{
+	l->ops = BIT(CONVACCEL_OP_CONV);
+	if (caps & CONVACCEL_CAP_POOL)
+		l->ops |= BIT(CONVACCEL_OP_MAXPOOL) | BIT(CONVACCEL_OP_AVGPOOL);
+	l->activations = BIT(CONVACCEL_ACT_NONE) | BIT(CONVACCEL_ACT_RELU) |
+			 BIT(CONVACCEL_ACT_RELU6);
+	l->dtypes = BIT(CONVACCEL_TENSOR_F32);
+	if (!(caps & CONVACCEL_CAP_V2))
+		return;		/* a 1.x device: v1 layers only */
+	l->layer2_size = sizeof(struct convaccel_layer2);
+	if (caps & CONVACCEL_CAP_ELTWISE)
+		l->ops |= BIT(CONVACCEL_OP_ADD) | BIT(CONVACCEL_OP_MUL) |
+			  BIT(CONVACCEL_OP_SCALE_SHIFT) | BIT(CONVACCEL_OP_ACT);
+	if (caps & CONVACCEL_CAP_GLOBAL_POOL)
+		l->ops |= BIT(CONVACCEL_OP_GLOBAL_AVGPOOL) | BIT(CONVACCEL_OP_GLOBAL_MAXPOOL);
+	if (caps & CONVACCEL_CAP_FC)
+		l->ops |= BIT(CONVACCEL_OP_FC);
+	if (caps & CONVACCEL_CAP_ACT_EXT)
+		l->activations |= BIT(CONVACCEL_ACT_LEAKY_RELU) | BIT(CONVACCEL_ACT_SIGMOID) |
+				  BIT(CONVACCEL_ACT_HARD_SIGMOID) | BIT(CONVACCEL_ACT_HARD_SWISH);
+	if (caps & CONVACCEL_CAP_INT8) {
+		l->ops |= BIT(CONVACCEL_OP_QUANTIZE) | BIT(CONVACCEL_OP_DEQUANTIZE);
+		l->dtypes |= BIT(CONVACCEL_TENSOR_S8);
+	}
+}
+
 static void convaccel_read_limits(struct convaccel_dev *ca)
 {
 	struct convaccel_info *l = &ca->limits;
@@ -407,6 +509,7 @@ static void convaccel_read_limits(struct convaccel_dev *ca)
 	l->max_memory_mb = ca->max_memory >> 20;
 	l->timeout_min_ms = CONVACCEL_TIMEOUT_MIN_MS;
 	l->timeout_max_ms = CONVACCEL_TIMEOUT_MAX_MS;
+	convaccel_read_caps(ca->hw_caps, l);
 }
 
 static void convaccel_put_action(void *data)
@@ -452,10 +555,12 @@ static int convaccel_check_hw(struct convaccel_dev *ca)
 				     "ID register is 0x%08x, expected 0x%08x: not a convaccel\n",
 				     ca->hw_id, CONVACCEL_ID_VALUE);
 	ca->hw_version = convaccel_read(ca, CONVACCEL_REG_VERSION);
-	if (CONVACCEL_VERSION_MAJOR(ca->hw_version) !=
+	/* 2.x runs 1.x command streams: both are served (CAPS says what is there) */
+	if (CONVACCEL_VERSION_MAJOR(ca->hw_version) < 1 ||
+	    CONVACCEL_VERSION_MAJOR(ca->hw_version) >
 	    CONVACCEL_VERSION_MAJOR(CONVACCEL_VERSION_VALUE))
 		return dev_err_probe(dev, -ENODEV,
-				     "hardware version %u.%u is not supported (need %u.x)\n",
+				     "hardware version %u.%u is not supported (need 1.x to %u.x)\n",
 				     CONVACCEL_VERSION_MAJOR(ca->hw_version),
 				     CONVACCEL_VERSION_MINOR(ca->hw_version),
 				     CONVACCEL_VERSION_MAJOR(CONVACCEL_VERSION_VALUE));

@@ -38,7 +38,9 @@ static_assert(CONVACCEL_ACT_RELU6 == CONVACCEL_LAYER_ACT_RELU6);
 static_assert(CONVACCEL_REASON_NO_MEMORY == CONVACCEL_ERR_NO_MEMORY);
 static_assert(CONVACCEL_REASON_DMA == CONVACCEL_ERR_DMA);
 static_assert(CONVACCEL_REASON_SHAPE == CONVACCEL_ERR_SHAPE);
-static_assert(sizeof(struct convaccel_info) == 96);
+static_assert(sizeof(struct convaccel_info) == 112);
+static_assert(sizeof(struct convaccel_view) == 32);
+static_assert(sizeof(struct convaccel_layer2) == 280);
 static_assert(sizeof(struct convaccel_buffer_create) == 24);
 static_assert(sizeof(struct convaccel_layer) == 152);
 static_assert(sizeof(struct convaccel_submit) == 32);
@@ -59,12 +61,12 @@ enum convaccel_job_state {
  * @id: the job id in @cf, also the tag the device sees
  * @state: enum convaccel_job_state (ca->lock)
  * @node: entry in cf->pending or ca->hw_jobs (ca->lock)
- * @bufs: buffers the layers use (referenced until the job ends)
- * @nbufs: number of @bufs
+ * @refs: buffers the layers use (referenced until the job ends)
  * @cmd: the command buffer: header, layers, result
  * @cmd_dma: its device address
  * @cmd_size: its size
  * @layer_count: layers in the job
+ * @v2: the layers are v2 descriptors (SUBMIT_LAYER2)
  * @timeout_ms: budget on the device
  * @submitted: when SUBMIT queued it
  * @result: what WAIT returns, valid in state DONE
@@ -76,12 +78,12 @@ struct convaccel_job {
 	u32 id;
 	enum convaccel_job_state state;
 	struct list_head node;
-	struct convaccel_buffer **bufs;
-	unsigned int nbufs;
+	struct convaccel_refs refs;
 	u8 *cmd;
 	dma_addr_t cmd_dma;
 	size_t cmd_size;
 	u32 layer_count;
+	bool v2;
 	unsigned int timeout_ms;
 	ktime_t submitted;
 	struct convaccel_wait result;
@@ -89,20 +91,25 @@ struct convaccel_job {
 };
 
 /* The command buffer: header, layers, result record, per-layer statistics. */
-static size_t result_offset(u32 layer_count)
+static size_t hw_layer_size(const struct convaccel_job *job)
 {
-	return CONVACCEL_JOB_SIZE + (size_t)layer_count * CONVACCEL_LAYER_SIZE;
+	return job->v2 ? CONVACCEL_LAYER2_SIZE : CONVACCEL_LAYER_SIZE;
 }
 
-static size_t stats_offset(u32 layer_count)
+static size_t result_offset(const struct convaccel_job *job)
 {
-	return result_offset(layer_count) + CONVACCEL_RESULT_SIZE;
+	return CONVACCEL_JOB_SIZE + (size_t)job->layer_count * hw_layer_size(job);
+}
+
+static size_t stats_offset(const struct convaccel_job *job)
+{
+	return result_offset(job) + CONVACCEL_RESULT_SIZE;
 }
 
 static void convaccel_job_drop_buffers(struct convaccel_job *job)
 {
-	while (job->nbufs)
-		convaccel_buffer_put(job->bufs[--job->nbufs]);
+	while (job->refs.count)
+		convaccel_buffer_put(job->refs.bufs[--job->refs.count]);
 }
 
 /*
@@ -185,7 +192,7 @@ static void convaccel_job_free(struct kref *ref)
 	struct convaccel_file *cf = job->cf;
 
 	convaccel_job_drop_buffers(job);
-	kfree(job->bufs);
+	kfree(job->refs.bufs);
 	kfree(job->stats);
 	if (job->cmd)
 		convaccel_cmd_put(cf, job);
@@ -200,178 +207,32 @@ static void convaccel_job_put(struct convaccel_job *job)
 
 /* --- SUBMIT: check the layers, build the command buffer -------------------- */
 
-enum tensor_use { TENSOR_REQUIRED, TENSOR_FORBIDDEN };
-
-static int tensor_bytes(u32 a, u32 b, u32 c, u32 d, u64 *bytes)
-{
-	u64 v = sizeof(float);
-
-	if (check_mul_overflow(v, (u64)a, &v) || check_mul_overflow(v, (u64)b, &v) ||
-	    check_mul_overflow(v, (u64)c, &v) || check_mul_overflow(v, (u64)d, &v))
-		return -EOVERFLOW;
-	*bytes = v;
-	return 0;
-}
-
-/* Output size along one axis, or 0 if the kernel does not fit (as the device). */
-static u64 out_size(u32 in, u32 pad_a, u32 pad_b, u32 k, u32 stride, u32 dil)
-{
-	u64 padded = (u64)in + pad_a + pad_b;
-	u64 span = (u64)dil * (k - 1) + 1;
-
-	return padded < span ? 0 : div_u64(padded - span, stride) + 1;
-}
-
-static bool lim_ok(u32 v, u32 lo, u32 hi)
-{
-	return v >= lo && v <= hi;
-}
-
-/*
- * The layer's geometry, checked as docs/hardware.md says the device checks
- * it: the output size follows from the input, so the extents the driver
- * checks against the buffers are the ones the device will touch.
- */
-static int check_geometry(const struct convaccel_info *lim,
-			  const struct convaccel_layer *l)
-{
-	bool conv = l->op == CONVACCEL_OP_CONV;
-	u32 maxk = lim->max_kernel;
-
-	if (!conv && l->op != CONVACCEL_OP_MAXPOOL && l->op != CONVACCEL_OP_AVGPOOL)
-		return -EINVAL;
-	if (!lim_ok(l->n, 1, lim->max_dim) || !lim_ok(l->h_in, 1, lim->max_dim) ||
-	    !lim_ok(l->w_in, 1, lim->max_dim) || !lim_ok(l->h_out, 1, lim->max_dim) ||
-	    !lim_ok(l->w_out, 1, lim->max_dim) ||
-	    !lim_ok(l->c_in, 1, lim->max_channels) ||
-	    !lim_ok(l->c_out, 1, lim->max_channels))
-		return -EINVAL;
-	if (!lim_ok(l->kh, 1, maxk) || !lim_ok(l->kw, 1, maxk) ||
-	    !lim_ok(l->stride_h, 1, maxk) || !lim_ok(l->stride_w, 1, maxk) ||
-	    !lim_ok(l->dil_h, 1, maxk) || !lim_ok(l->dil_w, 1, maxk))
-		return -EINVAL;
-	if (max(max(l->pad_top, l->pad_bottom), max(l->pad_left, l->pad_right)) >
-	    lim->max_pad)
-		return -EINVAL;
-	if (conv) {
-		if (!l->groups || l->c_in % l->groups || l->c_out % l->groups)
-			return -EINVAL;
-	} else if (l->groups != 1 || l->c_out != l->c_in || l->dil_h != 1 ||
-		   l->dil_w != 1 || l->pad_top >= l->kh || l->pad_bottom >= l->kh ||
-		   l->pad_left >= l->kw || l->pad_right >= l->kw) {
-		return -EINVAL;
-	}
-	if (out_size(l->h_in, l->pad_top, l->pad_bottom, l->kh, l->stride_h, l->dil_h) !=
-	    l->h_out ||
-	    out_size(l->w_in, l->pad_left, l->pad_right, l->kw, l->stride_w, l->dil_w) !=
-	    l->w_out)
-		return -EINVAL;
-	return 0;
-}
-
-/* Resolve a (handle, offset) tensor of @bytes bytes to a device address. */
-static int encode_tensor(struct convaccel_file *cf, struct convaccel_job *job,
-			 const struct convaccel_tensor *t, u64 bytes,
-			 enum tensor_use use, u64 *addr)
-{
-	struct convaccel_buffer *buf;
-
-	*addr = 0;
-	if (t->pad)
-		return -EINVAL;
-	if (use == TENSOR_FORBIDDEN)
-		return t->handle || t->offset ? -EINVAL : 0;
-	if (t->offset % sizeof(float))
-		return -EINVAL;
-	buf = convaccel_buffer_lookup(cf, t->handle);
-	if (!buf)
-		return -ENOENT;
-	job->bufs[job->nbufs++] = buf;
-	if (t->offset > buf->size || bytes > buf->size - t->offset)
-		return -EOVERFLOW;
-	*addr = buf->dma + t->offset;
-	return 0;
-}
-
-static int encode_layer(struct convaccel_file *cf, struct convaccel_job *job,
-			const struct convaccel_layer *l, u8 *d)
-{
-	bool conv = l->op == CONVACCEL_OP_CONV;
-	bool bias = l->flags & CONVACCEL_LAYER_BIAS;
-	u64 in_bytes, out_bytes, w_bytes = 0, in_addr, out_addr, w_addr, b_addr;
-	int ret;
-
-	if (l->pad || (l->flags & ~CONVACCEL_LAYER_BIAS) ||
-	    l->activation > CONVACCEL_ACT_RELU6 || (conv && !l->groups))
-		return -EINVAL;
-	ret = check_geometry(&cf->ca->limits, l);
-	if (ret)
-		return ret;
-	ret = tensor_bytes(l->n, l->c_in, l->h_in, l->w_in, &in_bytes) ?:
-	      tensor_bytes(l->n, l->c_out, l->h_out, l->w_out, &out_bytes);
-	if (!ret && conv)
-		ret = tensor_bytes(l->c_out, l->c_in / l->groups, l->kh, l->kw, &w_bytes);
-	if (ret)
-		return ret;
-	ret = encode_tensor(cf, job, &l->input, in_bytes, TENSOR_REQUIRED, &in_addr) ?:
-	      encode_tensor(cf, job, &l->output, out_bytes, TENSOR_REQUIRED, &out_addr) ?:
-	      encode_tensor(cf, job, &l->weight, w_bytes,
-			    conv ? TENSOR_REQUIRED : TENSOR_FORBIDDEN, &w_addr) ?:
-	      encode_tensor(cf, job, &l->bias, (u64)l->c_out * sizeof(float),
-			    conv && bias ? TENSOR_REQUIRED : TENSOR_FORBIDDEN, &b_addr);
-	if (ret)
-		return ret;
-
-	put_unaligned_le32(l->op, d + CONVACCEL_LAYER_OP_OFF);
-	put_unaligned_le32((bias ? CONVACCEL_LAYER_FLAG_BIAS : 0) |
-			   l->activation << CONVACCEL_LAYER_ACT_SHIFT,
-			   d + CONVACCEL_LAYER_FLAGS_OFF);
-	put_unaligned_le32(l->n, d + CONVACCEL_LAYER_N_OFF);
-	put_unaligned_le32(l->c_in, d + CONVACCEL_LAYER_C_IN_OFF);
-	put_unaligned_le32(l->h_in, d + CONVACCEL_LAYER_H_IN_OFF);
-	put_unaligned_le32(l->w_in, d + CONVACCEL_LAYER_W_IN_OFF);
-	put_unaligned_le32(l->c_out, d + CONVACCEL_LAYER_C_OUT_OFF);
-	put_unaligned_le32(l->h_out, d + CONVACCEL_LAYER_H_OUT_OFF);
-	put_unaligned_le32(l->w_out, d + CONVACCEL_LAYER_W_OUT_OFF);
-	put_unaligned_le32(l->groups, d + CONVACCEL_LAYER_GROUPS_OFF);
-	put_unaligned_le32(l->kh, d + CONVACCEL_LAYER_KH_OFF);
-	put_unaligned_le32(l->kw, d + CONVACCEL_LAYER_KW_OFF);
-	put_unaligned_le32(l->stride_h, d + CONVACCEL_LAYER_STRIDE_H_OFF);
-	put_unaligned_le32(l->stride_w, d + CONVACCEL_LAYER_STRIDE_W_OFF);
-	put_unaligned_le32(l->dil_h, d + CONVACCEL_LAYER_DIL_H_OFF);
-	put_unaligned_le32(l->dil_w, d + CONVACCEL_LAYER_DIL_W_OFF);
-	put_unaligned_le32(l->pad_top, d + CONVACCEL_LAYER_PAD_TOP_OFF);
-	put_unaligned_le32(l->pad_bottom, d + CONVACCEL_LAYER_PAD_BOTTOM_OFF);
-	put_unaligned_le32(l->pad_left, d + CONVACCEL_LAYER_PAD_LEFT_OFF);
-	put_unaligned_le32(l->pad_right, d + CONVACCEL_LAYER_PAD_RIGHT_OFF);
-	put_unaligned_le64(in_addr, d + CONVACCEL_LAYER_INPUT_OFF);
-	put_unaligned_le64(w_addr, d + CONVACCEL_LAYER_WEIGHT_OFF);
-	put_unaligned_le64(b_addr, d + CONVACCEL_LAYER_BIAS_OFF);
-	put_unaligned_le64(out_addr, d + CONVACCEL_LAYER_OUTPUT_OFF);
-	return 0;
-}
-
+/* Copy in and encode each layer (struct convaccel_layer or layer2). */
 static int copy_layers(struct convaccel_file *cf, struct convaccel_job *job,
 		       const struct convaccel_submit *req)
 {
 	const u8 __user *src = u64_to_user_ptr(req->layers);
-	struct convaccel_layer l;
+	union {
+		struct convaccel_layer v1;
+		struct convaccel_layer2 v2;
+	} l;
+	size_t ksize = job->v2 ? sizeof(l.v2) : sizeof(l.v1);
+	u8 *d = job->cmd + CONVACCEL_JOB_SIZE;
 	u32 i;
 	int ret;
 
+	if (req->layer_size < ksize)
+		return -EINVAL;
 	for (i = 0; i < req->layer_count; i++, src += req->layer_size) {
-		if (copy_from_user(&l, src, sizeof(l)))
-			return -EFAULT;
 		/* a newer userspace may pass a longer struct: its tail must be 0 */
-		if (req->layer_size > sizeof(l)) {
-			ret = check_zeroed_user(src + sizeof(l), req->layer_size - sizeof(l));
-			if (ret <= 0)
-				return ret ?: -EINVAL;
-		}
-		ret = encode_layer(cf, job, &l, job->cmd + CONVACCEL_JOB_SIZE +
-				   (size_t)i * CONVACCEL_LAYER_SIZE);
+		ret = copy_struct_from_user(&l, ksize, src, req->layer_size);
 		if (ret)
 			return ret;
+		ret = job->v2 ? convaccel_encode_layer2(cf, &job->refs, &l.v2, d) :
+				convaccel_encode_layer(cf, &job->refs, &l.v1, d);
+		if (ret)
+			return ret;
+		d += hw_layer_size(job);
 	}
 	return 0;
 }
@@ -391,12 +252,14 @@ static struct convaccel_job *convaccel_job_build(struct convaccel_file *cf,
 	job->cf = cf;
 	INIT_LIST_HEAD(&job->node);
 	job->layer_count = req->layer_count;
+	job->v2 = req->flags & CONVACCEL_SUBMIT_LAYER2;
 	job->timeout_ms = convaccel_clamp_timeout(req->timeout_ms ?: READ_ONCE(ca->timeout_ms));
-	job->bufs = kcalloc(4 * req->layer_count, sizeof(*job->bufs), GFP_KERNEL);
+	job->refs.bufs = kcalloc(CONVACCEL_LAYER_MAX_REFS * req->layer_count,
+				 sizeof(*job->refs.bufs), GFP_KERNEL);
 	job->stats = kcalloc(req->layer_count, sizeof(*job->stats), GFP_KERNEL);
-	job->cmd_size = stats_offset(req->layer_count) +
+	job->cmd_size = stats_offset(job) +
 			(size_t)req->layer_count * CONVACCEL_STATS_SIZE;
-	ret = job->bufs && job->stats ? convaccel_cmd_get(cf, job) : -ENOMEM;
+	ret = job->refs.bufs && job->stats ? convaccel_cmd_get(cf, job) : -ENOMEM;
 	if (ret)
 		goto err;
 	ret = copy_layers(cf, job, req);
@@ -406,10 +269,11 @@ static struct convaccel_job *convaccel_job_build(struct convaccel_file *cf,
 	put_unaligned_le32(req->layer_count, job->cmd + CONVACCEL_JOB_LAYER_COUNT_OFF);
 	put_unaligned_le64(job->cmd_dma + CONVACCEL_JOB_SIZE,
 			   job->cmd + CONVACCEL_JOB_LAYERS_OFF);
-	put_unaligned_le64(job->cmd_dma + result_offset(req->layer_count),
+	put_unaligned_le64(job->cmd_dma + result_offset(job),
 			   job->cmd + CONVACCEL_JOB_RESULT_OFF);
-	put_unaligned_le32(CONVACCEL_JOB_FLAG_STATS, job->cmd + CONVACCEL_JOB_FLAGS_OFF);
-	put_unaligned_le64(job->cmd_dma + stats_offset(req->layer_count),
+	put_unaligned_le32(CONVACCEL_JOB_FLAG_STATS | (job->v2 ? CONVACCEL_JOB_FLAG_V2 : 0),
+			   job->cmd + CONVACCEL_JOB_FLAGS_OFF);
+	put_unaligned_le64(job->cmd_dma + stats_offset(job),
 			   job->cmd + CONVACCEL_JOB_STATS_OFF);
 	return job;
 err:
@@ -447,8 +311,8 @@ static void convaccel_kick(struct convaccel_dev *ca)
 		if (!list_empty(&cf->pending))
 			list_add_tail(&cf->rr, &ca->files);
 		job->state = CONVACCEL_JOB_RUNNING;
-		memset(job->cmd + result_offset(job->layer_count), 0,
-		       job->cmd_size - result_offset(job->layer_count));
+		memset(job->cmd + result_offset(job), 0,
+		       job->cmd_size - result_offset(job));
 		put_unaligned_le32(job->id, job->cmd + CONVACCEL_JOB_TAG_OFF);
 		if (!ca->hw_count++) {
 			ca->hw_started = ktime_get();
@@ -520,7 +384,7 @@ static void convaccel_job_end(struct convaccel_dev *ca, struct convaccel_job *jo
 /* Copy the per-layer statistics out of the command buffer. */
 static void convaccel_job_read_stats(struct convaccel_job *job)
 {
-	const u8 *r = job->cmd + stats_offset(job->layer_count);
+	const u8 *r = job->cmd + stats_offset(job);
 	u32 i;
 
 	for (i = 0; i < job->layer_count; i++, r += CONVACCEL_STATS_SIZE) {
@@ -534,7 +398,7 @@ static void convaccel_job_read_stats(struct convaccel_job *job)
 /* The oldest job on the device completed: read its result record. */
 static void convaccel_job_retire_hw(struct convaccel_dev *ca, struct convaccel_job *job)
 {
-	const u8 *r = job->cmd + result_offset(job->layer_count);
+	const u8 *r = job->cmd + result_offset(job);
 	struct convaccel_wait *res = &job->result;
 	u32 hw_status, tag;
 
@@ -731,24 +595,24 @@ void convaccel_jobs_shutdown(struct convaccel_dev *ca)
 
 /* --- the ioctls ------------------------------------------------------------- */
 
-int convaccel_ioctl_submit(struct convaccel_file *cf, void __user *arg)
+int convaccel_ioctl_submit(struct convaccel_file *cf, void *kreq, void __user *arg,
+			   size_t usize)
 {
 	struct convaccel_dev *ca = cf->ca;
 	struct convaccel_submit __user *uarg = arg;
-	struct convaccel_submit req;
+	struct convaccel_submit *req = kreq;
 	struct convaccel_job *job;
 	u32 id;
 	int ret;
 
-	if (copy_from_user(&req, arg, sizeof(req)))
-		return -EFAULT;
-	if (req.flags || req.job_id || !req.layer_count ||
-	    req.layer_count > ca->limits.max_layers ||
-	    req.layer_size < sizeof(struct convaccel_layer) ||
-	    req.layer_size > PAGE_SIZE || req.layer_size % sizeof(__u64))
+	if ((req->flags & ~CONVACCEL_SUBMIT_LAYER2) || req->job_id || !req->layer_count ||
+	    req->layer_count > ca->limits.max_layers ||
+	    req->layer_size > PAGE_SIZE || req->layer_size % sizeof(__u64))
 		return -EINVAL;
+	if ((req->flags & CONVACCEL_SUBMIT_LAYER2) && !ca->limits.layer2_size)
+		return -EOPNOTSUPP;
 
-	job = convaccel_job_build(cf, &req);
+	job = convaccel_job_build(cf, req);
 	if (IS_ERR(job))
 		return PTR_ERR(job);
 
@@ -806,29 +670,28 @@ static int copy_layer_stats(struct convaccel_job *job, u64 uptr, u32 count)
 	return copy_to_user(dst, job->stats, n * sizeof(*dst)) ? -EFAULT : 0;
 }
 
-int convaccel_ioctl_wait(struct convaccel_file *cf, void __user *arg)
+int convaccel_ioctl_wait(struct convaccel_file *cf, void *kreq, void __user *arg,
+			 size_t usize)
 {
 	struct convaccel_dev *ca = cf->ca;
-	struct convaccel_wait req;
+	struct convaccel_wait *req = kreq;
 	struct convaccel_job *job;
 	s64 left;
 	int ret = 0;
 
-	if (copy_from_user(&req, arg, sizeof(req)))
-		return -EFAULT;
-	if (req.layer_stats && req.layer_stats_size != sizeof(struct convaccel_layer_stats))
+	if (req->layer_stats && req->layer_stats_size != sizeof(struct convaccel_layer_stats))
 		return -EINVAL;
-	if (!req.job_id || req.job_id > U32_MAX)
+	if (!req->job_id || req->job_id > U32_MAX)
 		return -ENOENT;
 	xa_lock(&cf->jobs);
-	job = xa_load(&cf->jobs, req.job_id);
+	job = xa_load(&cf->jobs, req->job_id);
 	if (job)
 		kref_get(&job->ref);
 	xa_unlock(&cf->jobs);
 	if (!job)
 		return -ENOENT;
 
-	left = req.timeout_ns - ktime_to_ns(ktime_get());
+	left = req->timeout_ns - ktime_to_ns(ktime_get());
 	if (left > 0) {
 		long r = wait_event_interruptible_timeout(cf->wq,
 				READ_ONCE(job->state) == CONVACCEL_JOB_DONE ||
@@ -845,20 +708,20 @@ int convaccel_ioctl_wait(struct convaccel_file *cf, void __user *arg)
 		goto out;
 
 	/* An ended job's result no longer changes: copy it out, no lock. */
-	req.status = job->result.status;
-	req.reason = job->result.reason;
-	req.layer = job->result.layer;
-	req.layers_done = job->result.layers_done;
-	req.macs = job->result.macs;
-	req.bytes_read = job->result.bytes_read;
-	req.bytes_written = job->result.bytes_written;
-	req.device_ns = job->result.device_ns;
-	req.cycles = job->result.cycles;
-	req.latency_ns = job->result.latency_ns;
-	if (req.layer_stats)
-		ret = copy_layer_stats(job, req.layer_stats, req.layer_stats_count);
-	if (!ret && copy_to_user(arg, &req, sizeof(req)))
-		ret = -EFAULT;
+	req->status = job->result.status;
+	req->reason = job->result.reason;
+	req->layer = job->result.layer;
+	req->layers_done = job->result.layers_done;
+	req->macs = job->result.macs;
+	req->bytes_read = job->result.bytes_read;
+	req->bytes_written = job->result.bytes_written;
+	req->device_ns = job->result.device_ns;
+	req->cycles = job->result.cycles;
+	req->latency_ns = job->result.latency_ns;
+	if (req->layer_stats)
+		ret = copy_layer_stats(job, req->layer_stats, req->layer_stats_count);
+	if (!ret)
+		ret = convaccel_copy_to_user(arg, usize, req, sizeof(*req));
 	if (ret)
 		goto out;	/* not retired: WAIT again can still get it */
 

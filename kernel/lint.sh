@@ -5,6 +5,7 @@
 #   kernel-doc -Werror       the /** */ comments of the same files
 #   sparse (make C=2)        __iomem/__user/__bitwise checks of the driver,
 #                            built as kernel/build.sh does, in $BUILD/lint-sparse
+#   ioctl-number.rst         the uapi's ioctl type is not taken
 # Exits non-zero, showing the findings, if any of them reports anything:
 # warnings and checks count as much as errors.
 #
@@ -28,6 +29,7 @@ MEMBERS=(
 	scripts/kernel-doc
 	Documentation/dev-tools/checkpatch.rst
 	Documentation/devicetree/bindings/vendor-prefixes.yaml
+	Documentation/userspace-api/ioctl/ioctl-number.rst
 )
 
 # complete DIR: DIR holds every member (a cache made by an older lint.sh
@@ -146,6 +148,18 @@ check "checkpatch --strict (the uapi header is kernel/$uapi)" \
 # that (1u << n) is, for the ~ of a mask).
 check "checkpatch --strict --ignore BIT_MACRO" \
 	checkpatch --ignore BIT_MACRO -f "$regs"
+
+# The uapi's ioctl type must be one ioctl-number.rst does not list.
+ioctl_type_free() {
+	local type
+	type=$(awk '/^#define CONVACCEL_IOCTL_BASE/ { print toupper($3) }' "$TOP/kernel/$uapi")
+	[ -n "$type" ] || { echo "no CONVACCEL_IOCTL_BASE in kernel/$uapi"; return 1; }
+	type=0x${type#0X}
+	{ grep -i -E "^$type[[:space:]]" \
+		"$cp_dir/Documentation/userspace-api/ioctl/ioctl-number.rst" || true; } |
+		sed "s/^/ioctl type $type is taken: /"
+}
+check "ioctl type against Documentation/userspace-api/ioctl/ioctl-number.rst" ioctl_type_free
 
 kerneldoc() {
 	cd "$work" && perl "$cp_dir/scripts/kernel-doc" -none -Werror "$@"

@@ -52,13 +52,30 @@ def test_unknown_ioctl_is_enotty(dev):
     assert e.value.errno == errno.ENOTTY
 
 
-@pytest.mark.parametrize("size", [0, 8, 31, 33, 64])
-def test_info_with_wrong_size_is_enotty(dev, size):
+def info_of_size(dev, size: int) -> bytearray:
     good = uapi.ioctl_number("INFO")
-    wrong = (good & ~(0x3FFF << 16)) | (size << 16)
+    arg = bytearray(b"\xff" * max(size, 1))
+    fcntl.ioctl(dev.fileno(), (good & ~(0x3FFF << 16)) | (size << 16), arg)
+    return arg
+
+
+@pytest.mark.parametrize("size", [0, 8, 31, 33, 64, 95])
+def test_info_shorter_than_its_first_version_is_einval(dev, size):
     with pytest.raises(OSError) as e:
-        fcntl.ioctl(dev.fileno(), wrong, bytearray(max(size, 1)))
-    assert e.value.errno == errno.ENOTTY
+        info_of_size(dev, size)
+    assert e.value.errno == errno.EINVAL
+
+
+def test_info_of_any_later_size(dev):
+    """ABI 3's 96-byte INFO still works (it gets the fields it knows); a
+    longer struct than this driver's gets zeros where it knows nothing."""
+    full = bytes(uapi.ffi.buffer(uapi.ffi.new("struct convaccel_info *")))
+    n = len(full)
+    old = info_of_size(dev, 96)
+    now = info_of_size(dev, n)
+    assert old == now[:96]
+    longer = info_of_size(dev, n + 40)
+    assert longer[:n] == now and longer[n:] == bytes(40)
 
 
 def test_info_with_bad_pointer_is_efault(dev):
@@ -108,11 +125,12 @@ def test_closed_device_raises(dev):
         dev.query_info()
 
 
-def test_cli_info():
+def test_cli_info(regs):
     out = subprocess.run([sys.executable, "-m", "pyaccel", "info"], capture_output=True,
                          text=True, check=True).stdout
+    v = regs["CONVACCEL_VERSION_VALUE"]
     assert re.search(r"^hw_id\s+0x434e5641$", out, re.M), out
-    assert re.search(r"^hw version\s+1\.0$", out, re.M), out
+    assert re.search(rf"^hw version\s+{v >> 16}\.{v & 0xffff}$", out, re.M), out
 
 
 def test_abi_mismatch_is_refused(monkeypatch):

@@ -19,10 +19,20 @@
  * When the device is unbound, its mappings are torn down: touching one
  * then raises SIGBUS.
  *
+ * Structs grow (Documentation/driver-api/ioctl.rst): every ioctl argument
+ * and every layer array element may be longer than this header's struct,
+ * if the tail is zero (copy_struct_from_user: a nonzero tail is E2BIG),
+ * or shorter, down to its first published size (the missing fields read
+ * as 0). A struct's size travels in the ioctl number (_IOC_SIZE), so one
+ * command accepts every size. What the driver and device can do is in
+ * &struct convaccel_info (ops, activations, dtypes), not in an ABI number.
+ *
  * Errors (errno) common to all ioctls:
- *   ENOTTY     unknown command, or an argument size this driver does not know
+ *   ENOTTY     unknown command or direction
  *   EFAULT     an argument pointer is not readable/writable
- *   EINVAL     a padding or reserved field, or a flag, is not zero
+ *   EINVAL     a padding or reserved field, or a flag, is not zero; an
+ *              argument shorter than its first published size
+ *   E2BIG      an argument longer than this driver knows, with a nonzero tail
  *   ENODEV     the device was unbound while the file was open
  */
 #ifndef _UAPI_LINUX_CONVACCEL_H
@@ -37,7 +47,7 @@
  * Bumped on every incompatible change; userspace checks it against
  * &convaccel_info.abi_version and refuses to run on a mismatch.
  */
-#define CONVACCEL_ABI_VERSION 3
+#define CONVACCEL_ABI_VERSION 4
 
 /**
  * struct convaccel_info - what CONVACCEL_IOCTL_INFO returns
@@ -64,6 +74,12 @@
  *	(pooling: taps); the device fails a job above it with TOO_LARGE
  * @reserved: zero
  * @irq_count: interrupts the driver has handled since probe
+ * @ops: bit N set: CONVACCEL_OP_* N runs (in &struct convaccel_layer2;
+ *	&struct convaccel_layer takes CONV, MAXPOOL and AVGPOOL)
+ * @activations: bit N set: CONVACCEL_ACT_* N is available
+ * @dtypes: bit N set: CONVACCEL_TENSOR_* N tensors are available
+ * @layer2_size: sizeof(struct convaccel_layer2) the driver knows, or 0 if
+ *	the device takes only &struct convaccel_layer
  */
 struct convaccel_info {
 	__u32 abi_version;
@@ -88,6 +104,10 @@ struct convaccel_info {
 	__u32 max_job_gmacs;
 	__u32 reserved[2];
 	__u64 irq_count;
+	__u32 ops;
+	__u32 activations;
+	__u32 dtypes;
+	__u32 layer2_size;
 };
 
 /**
@@ -133,15 +153,32 @@ struct convaccel_tensor {
 	__u64 offset;
 };
 
-/* Layer operations (&convaccel_layer.op). */
-#define CONVACCEL_OP_CONV	1	/* 2-D convolution, groups allowed */
-#define CONVACCEL_OP_MAXPOOL	2
-#define CONVACCEL_OP_AVGPOOL	3	/* padding counts as zeros */
+/* Layer operations (&convaccel_layer.op; 4 and up in convaccel_layer2 only). */
+#define CONVACCEL_OP_CONV		1	/* 2-D convolution, groups allowed */
+#define CONVACCEL_OP_MAXPOOL		2
+#define CONVACCEL_OP_AVGPOOL		3	/* padding counts as zeros */
+#define CONVACCEL_OP_ADD		4	/* in0 + in1 */
+#define CONVACCEL_OP_MUL		5	/* in0 * in1, or by (n, c, 1, 1) */
+#define CONVACCEL_OP_SCALE_SHIFT	6	/* in0 * weight[c] + bias[c] */
+#define CONVACCEL_OP_GLOBAL_AVGPOOL	7
+#define CONVACCEL_OP_GLOBAL_MAXPOOL	8
+#define CONVACCEL_OP_FC			9	/* fully connected over a batch */
+#define CONVACCEL_OP_QUANTIZE		10	/* float32 -> int8 */
+#define CONVACCEL_OP_DEQUANTIZE		11	/* int8 -> float32 */
+#define CONVACCEL_OP_ACT		12	/* activation, or a copy */
 
-/* Fused activations (&convaccel_layer.activation). */
-#define CONVACCEL_ACT_NONE	0
-#define CONVACCEL_ACT_RELU	1
-#define CONVACCEL_ACT_RELU6	2
+/* Fused activations (&convaccel_layer.activation; 3 and up: layer2 only). */
+#define CONVACCEL_ACT_NONE		0
+#define CONVACCEL_ACT_RELU		1
+#define CONVACCEL_ACT_RELU6		2
+#define CONVACCEL_ACT_LEAKY_RELU	3	/* slope act_alpha */
+#define CONVACCEL_ACT_SIGMOID		4
+#define CONVACCEL_ACT_HARD_SIGMOID	5	/* act_alpha, act_beta */
+#define CONVACCEL_ACT_HARD_SWISH	6	/* x * hard_sigmoid(x) */
+
+/* Tensor data types (&convaccel_view.dtype). */
+#define CONVACCEL_TENSOR_F32	0	/* float32 */
+#define CONVACCEL_TENSOR_S8	1	/* int8 */
 
 /* Layer flags (&convaccel_layer.flags). */
 #define CONVACCEL_LAYER_BIAS	(1 << 0)	/* conv: add bias[c_out] */
@@ -204,12 +241,130 @@ struct convaccel_layer {
 	struct convaccel_tensor output;
 };
 
+/* Flags of &struct convaccel_layer2. */
+#define CONVACCEL_LAYER2_BIAS	(1 << 0)	/* CONV, FC: add bias[c_out] */
+#define CONVACCEL_LAYER2_BCAST	(1 << 1)	/* MUL: in1 is (n, c, 1, 1) */
+
+/**
+ * struct convaccel_view - a tensor operand: a buffer range with strides
+ * @handle: a buffer handle of the submitting file
+ * @dtype: CONVACCEL_TENSOR_*
+ * @offset: byte offset of element (0, 0, 0, 0), aligned to the element size
+ * @stride_n: elements between images
+ * @stride_c: elements between channels
+ * @stride_h: elements between rows
+ * @stride_w: elements between columns (all four 0: packed NCHW)
+ *
+ * A channel slice of a larger tensor is a view at the slice's first
+ * element with the larger tensor's strides: that is how concatenation and
+ * split cost no copy. The driver checks the view's whole extent.
+ */
+struct convaccel_view {
+	__u32 handle;
+	__u32 dtype;
+	__u64 offset;
+	__u32 stride_n;
+	__u32 stride_c;
+	__u32 stride_h;
+	__u32 stride_w;
+};
+
+/**
+ * struct convaccel_layer2 - one layer of a job, hardware 2.0 (SUBMIT_LAYER2)
+ * @op: CONVACCEL_OP_*
+ * @flags: CONVACCEL_LAYER2_*
+ * @activation: CONVACCEL_ACT_*, for float32 outputs (int8: 0, see act_min)
+ * @act_alpha: LeakyReLU slope, hard-sigmoid/hard-swish alpha (float32 bits)
+ * @act_beta: hard-sigmoid/hard-swish beta (float32 bits)
+ * @n: batch
+ * @c_in: input channels
+ * @h_in: input height
+ * @w_in: input width
+ * @c_out: output channels
+ * @h_out: output height
+ * @w_out: output width
+ * @groups: convolution groups; else 1
+ * @kh: kernel height; 1 where the op has none
+ * @kw: kernel width
+ * @stride_h: vertical stride
+ * @stride_w: horizontal stride
+ * @dil_h: vertical dilation
+ * @dil_w: horizontal dilation
+ * @pad_top: zero padding above
+ * @pad_bottom: zero padding below
+ * @pad_left: zero padding on the left
+ * @pad_right: zero padding on the right
+ * @pad: must be 0
+ * @in0: the input
+ * @in1: ADD and MUL: the second input; else all 0
+ * @out: the output
+ * @weight: CONV/FC weights, SCALE_SHIFT scale (float32) or weight (int8)
+ * @bias: with CONVACCEL_LAYER2_BIAS (CONV, FC) or for SCALE_SHIFT: float32
+ *	(int8 layers: int32) per output channel; else 0
+ * @requant: int8: the layer's rescale records (docs/hardware.md); else 0
+ * @lut: int8: a 256-byte lookup table for the output, or 0
+ * @zp_in0: int8 zero point of in0
+ * @zp_in1: int8 zero point of in1
+ * @zp_out: int8 zero point of out
+ * @act_min: int8 output clamp, low
+ * @act_max: int8 output clamp, high
+ * @qscale: QUANTIZE, DEQUANTIZE: the int8 side's scale (float32 bits)
+ *
+ * Shapes, data types and the exact int8 arithmetic of each op are
+ * docs/hardware.md's ("Version 2.0").
+ */
+struct convaccel_layer2 {
+	__u32 op;
+	__u32 flags;
+	__u32 activation;
+	__u32 act_alpha;
+	__u32 act_beta;
+	__u32 n;
+	__u32 c_in;
+	__u32 h_in;
+	__u32 w_in;
+	__u32 c_out;
+	__u32 h_out;
+	__u32 w_out;
+	__u32 groups;
+	__u32 kh;
+	__u32 kw;
+	__u32 stride_h;
+	__u32 stride_w;
+	__u32 dil_h;
+	__u32 dil_w;
+	__u32 pad_top;
+	__u32 pad_bottom;
+	__u32 pad_left;
+	__u32 pad_right;
+	__u32 pad;
+	struct convaccel_view in0;
+	struct convaccel_view in1;
+	struct convaccel_view out;
+	struct convaccel_tensor weight;
+	struct convaccel_tensor bias;
+	struct convaccel_tensor requant;
+	struct convaccel_tensor lut;
+	__s32 zp_in0;
+	__s32 zp_in1;
+	__s32 zp_out;
+	__s32 act_min;
+	__s32 act_max;
+	__u32 qscale;
+};
+
+/* Flags of &struct convaccel_submit. */
+#define CONVACCEL_SUBMIT_LAYER2	(1 << 0)	/* layers are struct convaccel_layer2 */
+
 /**
  * struct convaccel_submit - CONVACCEL_IOCTL_SUBMIT
- * @layers: in: user pointer to @layer_count &struct convaccel_layer
+ * @layers: in: user pointer to @layer_count &struct convaccel_layer, or
+ *	&struct convaccel_layer2 with CONVACCEL_SUBMIT_LAYER2
  * @layer_count: in: 1 .. max_layers
- * @layer_size: in: sizeof(struct convaccel_layer) as userspace knows it
- * @flags: in: must be 0
+ * @layer_size: in: the size of one element of @layers as userspace knows
+ *	it (a multiple of 8; longer than the driver's struct: the tail must be
+ *	zero, else E2BIG)
+ * @flags: in: CONVACCEL_SUBMIT_*
  * @timeout_ms: in: time budget on the device; 0: the driver's default.
  *	Clamped to &convaccel_info.timeout_min_ms .. timeout_max_ms.
  * @job_id: out: the job, for CONVACCEL_IOCTL_WAIT (never 0). Ids are
@@ -313,7 +468,11 @@ struct convaccel_wait {
 	__u32 layer_stats_size;
 };
 
-#define CONVACCEL_IOCTL_BASE 0xCA
+/*
+ * 0xC8: free in Documentation/userspace-api/ioctl/ioctl-number.rst (0xCA,
+ * this driver's type up to ABI 3, is CXL's); `make lint` checks it stays so.
+ */
+#define CONVACCEL_IOCTL_BASE 0xC8
 
 /* Ioctl numbers: append only, never renumber. */
 #define CONVACCEL_IOCTL_INFO \
