@@ -2007,7 +2007,15 @@ int cvc_fc_s8(const struct cvc_fc *p, const struct cvc_quant *q,
  * filter in uint32 vectors: products and sums wrap modulo 2^32 like the
  * spec's int32 accumulator (|x - zp| <= 255, so each product is exact),
  * whatever the order. The bias goes in with the requantization.
+ *
+ * Faster and as exact: the float filter itself. Each product is an integer
+ * of at most 255 * 128 = 32640 in magnitude, so with at most
+ * DW8_FLOAT_TAPS taps every partial sum, in any order, is an integer below
+ * 2^24: float32 represents it exactly and no addition (or fma) rounds. The
+ * sum then converts to int32 exactly. Kernels up to 22x22 qualify (the
+ * device allows 16x16); larger ones take the uint32 filter.
  */
+#define DW8_FLOAT_TAPS ((1u << 24) / (255u * 128u))
 typedef uint32_t cvc_uvec __attribute__((vector_size(64), aligned(4)));
 
 struct dw8_job {
@@ -2017,40 +2025,63 @@ struct dw8_job {
     const int32_t *bias;
     int8_t *out;
     int isa;
+    bool exact_float;       /* taps <= DW8_FLOAT_TAPS: the float filter */
 };
 
-/* The int32 scratch image of int8 input plane x. */
+/* Store x - zp at scratch[i], as float or as (wrapping) uint32. */
+static inline void dw8_put(void *scratch, size_t i, int32_t v, bool as_float)
+{
+    if (as_float) {
+        ((float *)scratch)[i] = (float)v;
+    } else {
+        ((uint32_t *)scratch)[i] = (uint32_t)v;
+    }
+}
+
+/* The scratch image of int8 input plane x: x - zp, 0 in the padding. */
 CVC_TARGET_CLONES
 static void dw8_fill_scratch(const struct dw8_job *j, const int8_t *x,
-                             uint32_t *scratch)
+                             void *scratch)
 {
     const struct cvc_conv *p = j->geo.p;
     size_t sh = p->stride_h, sw = p->stride_w, pl = p->pad_left;
     size_t len = j->geo.phase_len, cols = j->geo.cols;
     size_t n = sw * cols > pl ? min_size(p->w_in, sw * cols - pl) : 0;
-    uint32_t zp = (uint32_t)j->q->zp_in;
+    int32_t zp = j->q->zp_in;
+    bool fl = j->exact_float;
     size_t ih, iw;
 
-    memset(scratch, 0, j->geo.stride_len * sizeof(uint32_t));
+    memset(scratch, 0, j->geo.stride_len * sizeof(uint32_t));  /* 0.0f or 0 */
     for (ih = 0; ih < p->h_in; ih++) {
         size_t r = ih + p->pad_top;  /* padded row */
         const int8_t *xr = x + ih * p->w_in;
-        uint32_t *row0;
+        size_t row0;
 
         if (r / sh >= j->geo.rows) {
             continue;
         }
-        row0 = scratch + r % sh * sw * len + r / sh * cols;
+        row0 = r % sh * sw * len + r / sh * cols;
         if (sw == 1) {
             for (iw = 0; iw < n; iw++) {
-                row0[pl + iw] = (uint32_t)(int32_t)xr[iw] - zp;
+                dw8_put(scratch, row0 + pl + iw, xr[iw] - zp, fl);
             }
         } else {
             for (iw = 0; iw < n; iw++) {
-                row0[(iw + pl) % sw * len + (iw + pl) / sw] =
-                    (uint32_t)(int32_t)xr[iw] - zp;
+                dw8_put(scratch, row0 + (iw + pl) % sw * len + (iw + pl) / sw,
+                        xr[iw] - zp, fl);
             }
         }
+    }
+}
+
+/* acc[i] = the integer in f[i] (exact, see above). */
+CVC_TARGET_CLONES
+static void dw8_float_to_int(const float *f, size_t n, int32_t *acc)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        acc[i] = (int32_t)f[i];
     }
 }
 
@@ -2095,15 +2126,18 @@ static void dw8_planes(void *opaque, size_t begin, size_t end)
     size_t plane_out = (size_t)p->h_out * p->w_out;
     size_t step = (tile_items(taps) + 2 * VEC_LEN - 1) / (2 * VEC_LEN) * (2 * VEC_LEN);
     uint32_t *scratch, *flat, *tw;
+    int32_t *row;
     size_t pl, oh, q, t;
 
-    scratch = malloc((j->geo.stride_len + j->geo.flat_len + taps) * sizeof(uint32_t));
+    scratch = malloc((j->geo.stride_len + j->geo.flat_len + taps + p->w_out) *
+                     sizeof(uint32_t));
     if (!scratch) {
         atomic_store(&j->geo.failed, 1);
         return;
     }
     flat = scratch + j->geo.stride_len;
     tw = flat + j->geo.flat_len;
+    row = (int32_t *)(tw + taps);
 
     for (pl = begin; pl < end && !run_stopped(j->geo.run); pl++) {
         size_t n = pl / p->c_out, co = pl % p->c_out;
@@ -2113,20 +2147,31 @@ static void dw8_planes(void *opaque, size_t begin, size_t end)
             dw8_fill_scratch(j, j->in + (n * p->c_in + co / mult) * plane_in, scratch);
         }
         for (t = 0; t < taps; t++) {
-            tw[t] = (uint32_t)(int32_t)j->w[co * taps + t];
+            dw8_put(tw, t, j->w[co * taps + t], j->exact_float);
         }
         for (q = 0; q < j->geo.flat_len; q += step) {
+            size_t len = min_size(step, j->geo.flat_len - q);
+
             if (q && run_stopped(j->geo.run)) {
                 break;
             }
-            dw8_filter(flat + q, min_size(step, j->geo.flat_len - q), scratch + q,
-                       j->geo.toff, tw, taps);
+            if (j->exact_float) {
+                dw_filter((float *)flat + q, len, (const float *)scratch + q,
+                          j->geo.toff, (const float *)tw, taps, 0.0f);
+            } else {
+                dw8_filter(flat + q, len, scratch + q, j->geo.toff, tw, taps);
+            }
         }
         for (oh = 0; oh < p->h_out; oh++) {
-            requant_row((const int32_t *)flat + oh * j->geo.cols, p->w_out,
-                        j->bias ? j->bias[co] : 0, j->q->requant[2 * co],
-                        j->q->requant[2 * co + 1], j->q, j->isa,
-                        y + oh * p->w_out, 1);
+            const int32_t *acc = (const int32_t *)flat + oh * j->geo.cols;
+
+            if (j->exact_float) {
+                dw8_float_to_int((const float *)flat + oh * j->geo.cols, p->w_out, row);
+                acc = row;
+            }
+            requant_row(acc, p->w_out, j->bias ? j->bias[co] : 0,
+                        j->q->requant[2 * co], j->q->requant[2 * co + 1], j->q,
+                        j->isa, y + oh * p->w_out, 1);
         }
     }
     free(scratch);
@@ -2139,6 +2184,7 @@ static int conv_s8_depthwise(struct cvc_run *run, const struct cvc_conv *p,
     struct dw8_job job = {
         .geo = { .run = run, .p = p },
         .q = q, .in = in, .w = w, .bias = bias, .out = out, .isa = cvc_isa(),
+        .exact_float = (size_t)p->kh * p->kw <= DW8_FLOAT_TAPS,
     };
     int rc = dw_plan(p, &job.geo);
 

@@ -327,6 +327,31 @@ def test_large_depthwise_planes_go_by_im2col_exactly(cvc) -> None:
     assert np.array_equal(got[:, :, :39], band[:, :, :39])
 
 
+@pytest.mark.parametrize("k", [22, 23], ids=["22x22-float-filter", "23x23-uint32-filter"])
+def test_depthwise_large_kernels_are_exact(cvc, k) -> None:
+    """The int8 depthwise filter runs in float32 up to 514 taps (every partial sum
+    of products of at most 255 * 128 is an integer below 2**24), in uint32 above:
+    both exact, here with the largest magnitudes (x - zp = -255, w = -128)."""
+    ffi, lib = cvc
+    rng = np.random.default_rng(k)
+    x = np.full((1, 3, 30, 28), -128, np.int8)
+    x[0, 2] = s8(rng, 30, 28)
+    w = np.full((3, 1, k, k), -128, np.int8)
+    w[2] = s8(rng, 1, k, k)
+    bias = np.array([2 ** 31 - 1, -2 ** 31, 5], np.int32)
+    q = dict(zp_in=127, zp_out=3, act_min=-128, act_max=127, lut=None,
+             requant=np.array([[2 ** 31 - 1, 40], [2 ** 30, 33], [123456789, 50]]))
+    geo = dict(pads=(k // 2, k // 2, k // 2 - 1, k // 2), dil=(1, 1), groups=3)
+    assert np.abs(np_conv_acc(x, w, None, 127, (1, 1), geo["pads"], (1, 1), 3)).max() > 2 ** 23
+    expected = np_conv2d_s8(x, w, bias, q, **geo)
+    try:
+        for isa in isas(lib):
+            lib.cvc_set_isa(isa)
+            assert np.array_equal(lib_conv2d_s8(cvc, x, w, bias, q, **geo), expected)
+    finally:
+        lib.cvc_set_isa(0)
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_thread_counts_agree_exactly(cvc, threads) -> None:
     ffi, lib = cvc
