@@ -56,7 +56,8 @@ KERNEL_PROBLEM = re.compile(
     r"|Call trace:|general protection fault|UBSAN:|list_(add|del) corruption"
     r"|refcount_t:|INFO: task .* blocked|rcu: INFO:|soft lockup|hard LOCKUP"
     r"|possible circular locking|possible recursive locking|inconsistent lock state"
-    r"|suspicious RCU usage|unreferenced object 0x|new suspected memory leaks|DMA-API:)"
+    r"|suspicious RCU usage|unreferenced object 0x|new suspected memory leaks"
+    r"|DMA-API: (?!preallocated \d+ debug entries|debugging enabled by kernel config))"
 )
 # A printk timestamp, and the lines a report is made of after its first one.
 TIMESTAMP = re.compile(r"^\[\s*\d+\.\d+\]\s?")
