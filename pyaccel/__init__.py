@@ -14,7 +14,7 @@ from importlib import import_module
 from typing import Any
 
 from .errors import (AbiMismatchError, AccelError, DeviceNotFoundError, DevicePermissionError,
-                     JobError, ShapeError)
+                     JobError, ShapeError, UnsupportedError)
 
 __version__ = "0.1.0"
 
@@ -22,12 +22,13 @@ __version__ = "0.1.0"
 _LAZY = {
     "Buffer": "buffers", "Device": "device", "Info": "device", "open": "device",
     "DeviceEntry": "discovery", "devices": "discovery",
-    "Job": "jobs", "JobResult": "jobs", "Layer": "jobs", "Tensor": "jobs",
+    "Job": "jobs", "JobResult": "jobs", "Layer": "jobs", "Layer2": "jobs", "Tensor": "jobs",
+    "View": "jobs",
     "models": None, "graph": None, "reference": None,
 }
 
 __all__ = ["AbiMismatchError", "AccelError", "DeviceNotFoundError", "DevicePermissionError",
-           "JobError", "ShapeError", *_LAZY]
+           "JobError", "ShapeError", "UnsupportedError", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

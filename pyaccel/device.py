@@ -5,7 +5,7 @@ import errno
 import os
 from typing import Any, Sequence
 
-from . import ops, uapi
+from . import ops, ops_v2, uapi
 from .buffers import Buffer
 from .jobs import Job, Layer
 from .discovery import find
@@ -106,6 +106,87 @@ class Device:
     def global_avg_pool2d(self, x, timeout=None):
         """Mean over H and W: (N, C, H, W) -> (N, C, 1, 1)."""
         return ops.pool2d(self, "avgpool", x, x.shape[2:], 1, 0, timeout)
+
+    # --- hardware 2.0 (ops_v2): PyTorch's argument conventions where they exist
+
+    def supports(self, op: str, activation: str = "none", dtypes=("f32",)) -> bool:
+        """Whether INFO lists op (a CONVACCEL_OP_* name), activation and dtypes."""
+        try:
+            ops_v2.require(self, op, activation, dtypes)
+        except AccelError:
+            return False
+        return True
+
+    def add(self, a, b, activation=None, timeout=None):
+        """activation(a + b), float32, same shapes."""
+        return ops_v2.elementwise(self, "add", a, b, activation, timeout)
+
+    def mul(self, a, b, activation=None, timeout=None):
+        """activation(a * b), float32; b of a's shape or (N, C, 1, 1)."""
+        return ops_v2.elementwise(self, "mul", a, b, activation, timeout)
+
+    def scale_shift(self, x, scale, shift, activation=None, timeout=None):
+        """activation(x * scale[c] + shift[c])."""
+        return ops_v2.scale_shift(self, x, scale, shift, activation, timeout)
+
+    def activation(self, x, spec, timeout=None):
+        """One activation: a name of reference.ACTIVATIONS or (name, alpha[, beta])."""
+        return ops_v2.activation(self, x, spec, timeout)
+
+    def relu(self, x, timeout=None):
+        return ops_v2.activation(self, x, "relu", timeout)
+
+    def relu6(self, x, timeout=None):
+        return ops_v2.activation(self, x, "relu6", timeout)
+
+    def leaky_relu(self, x, negative_slope=0.01, timeout=None):
+        return ops_v2.activation(self, x, ("leaky_relu", negative_slope), timeout)
+
+    def sigmoid(self, x, timeout=None):
+        return ops_v2.activation(self, x, "sigmoid", timeout)
+
+    def hardsigmoid(self, x, timeout=None):
+        """PyTorch's hardsigmoid: relu6(x + 3) / 6."""
+        return ops_v2.activation(self, x, "hard_sigmoid", timeout)
+
+    def hardswish(self, x, timeout=None):
+        """PyTorch's hardswish: x * relu6(x + 3) / 6."""
+        return ops_v2.activation(self, x, "hard_swish", timeout)
+
+    def global_max_pool2d(self, x, timeout=None):
+        """Max over H and W, any size: (N, C, H, W) -> (N, C, 1, 1)."""
+        return ops_v2.global_pool(self, "global_maxpool", x, None, timeout)
+
+    def linear(self, x, weight, bias=None, activation=None, timeout=None):
+        """A fully connected layer over the batch (F.linear's conventions)."""
+        return ops_v2.linear(self, x, weight, bias, activation, timeout)
+
+    def conv2d_int8(self, x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
+                    **quant):
+        """int8 convolution; arguments as reference.conv2d_int8 (requant=,
+        zp_in=, zp_out=, act_min=, act_max=, lut=); bit-exact with it."""
+        return ops_v2.conv2d_int8(self, x, weight, bias, stride, padding, dilation, groups,
+                                  **quant)
+
+    def linear_int8(self, x, weight, bias=None, **quant):
+        """int8 fully connected; arguments as reference.fc_int8."""
+        return ops_v2.linear_int8(self, x, weight, bias, **quant)
+
+    def add_int8(self, a, b, **quant):
+        """int8 add; arguments as reference.add_int8."""
+        return ops_v2.elementwise_int8(self, "add", a, b, **quant)
+
+    def mul_int8(self, a, b, **quant):
+        """int8 mul; arguments as reference.mul_int8."""
+        return ops_v2.elementwise_int8(self, "mul", a, b, **quant)
+
+    def quantize(self, x, scale, zero_point=0, **clamp):
+        """float32 -> int8 (reference.quantize)."""
+        return ops_v2.quantize(self, x, scale, zero_point, **clamp)
+
+    def dequantize(self, q, scale, zero_point=0, activation=None):
+        """int8 -> float32 (reference.dequantize)."""
+        return ops_v2.dequantize(self, q, scale, zero_point, activation)
 
     def close(self) -> None:
         if self._fd is not None:

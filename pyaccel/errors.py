@@ -31,6 +31,11 @@ class AbiMismatchError(AccelError):
     """The driver speaks another version of the uapi than this package."""
 
 
+class UnsupportedError(AccelError):
+    """The device cannot do this (an op, activation or data type its INFO
+    does not list); the message names what is missing."""
+
+
 class ShapeError(AccelError, ValueError):
     """Arguments the device cannot run, caught before any ioctl."""
 

@@ -75,6 +75,81 @@ class Layer:
                 getattr(c, name).offset = t.offset
 
 
+OPS2 = OPS                                  # every CONVACCEL_OP_* (v2 takes them all)
+ACTIVATIONS2 = ACTIVATIONS
+DTYPES = {name: code for code, name in _names("CONVACCEL_TENSOR_").items()}   # f32, s8
+NUMPY_DTYPES = {"f32": np.float32, "s8": np.int8}
+LAYER2_FIELDS = uapi.struct_fields("struct convaccel_layer2")
+LAYER2_SIZE = ffi.sizeof("struct convaccel_layer2")
+
+
+def f32_bits(value: float) -> int:
+    """A float as the IEEE float32 bits the uapi's __u32 float fields hold."""
+    return int(np.array(value, np.float32).view(np.uint32))
+
+
+@dataclass(frozen=True)
+class View:
+    """A v2 tensor operand: a buffer range with a data type ("f32", "s8")
+    and strides in elements (n, c, h, w); strides None: packed NCHW."""
+
+    handle: int
+    offset: int = 0
+    dtype: str = "f32"
+    strides: tuple[int, int, int, int] | None = None
+
+
+@dataclass
+class Layer2:
+    """One hardware-2.0 layer (struct convaccel_layer2).
+
+    op: a CONVACCEL_OP_* name in lower case ("conv", "add", "mul",
+    "scale_shift", "global_avgpool", "fc", "quantize", "act", ...);
+    activation: a CONVACCEL_ACT_* name ("leaky_relu", "hard_swish", ...)
+    with act_alpha / act_beta; quant: zp_in0, zp_in1, zp_out, act_min,
+    act_max, qscale (the header's field names), for int8 layers.
+    """
+
+    op: str
+    in0: View
+    out: View
+    in1: View | None = None
+    weight: Tensor | None = None
+    bias: Tensor | None = None
+    requant: Tensor | None = None
+    lut: Tensor | None = None
+    activation: str = "none"
+    act_alpha: float = 0.0
+    act_beta: float = 0.0
+    broadcast: bool = False
+    geometry: dict[str, int] = field(default_factory=dict)
+    quant: dict[str, float] = field(default_factory=dict)
+
+    def fill(self, c: Any) -> None:
+        c.op = OPS2[self.op]
+        c.activation = ACTIVATIONS2[self.activation]
+        c.act_alpha, c.act_beta = f32_bits(self.act_alpha), f32_bits(self.act_beta)
+        c.flags = ((uapi.CONSTANTS["CONVACCEL_LAYER2_BIAS"]
+                    if self.bias is not None and self.op in ("conv", "fc") else 0)
+                   | (uapi.CONSTANTS["CONVACCEL_LAYER2_BCAST"] if self.broadcast else 0))
+        for name, value in {**self.geometry, **self.quant}.items():
+            if name not in LAYER2_FIELDS or name in ("in0", "in1", "out", *TENSORS):
+                raise AccelError(f"unknown v2 layer field {name!r}")
+            setattr(c, name, f32_bits(value) if name == "qscale" else int(value))
+        for name in ("in0", "in1", "out"):
+            v = getattr(self, name)
+            if v is not None:
+                cv = getattr(c, name)
+                cv.handle, cv.offset, cv.dtype = v.handle, v.offset, DTYPES[v.dtype]
+                if v.strides is not None:
+                    cv.stride_n, cv.stride_c, cv.stride_h, cv.stride_w = v.strides
+        for name in ("weight", "bias", "requant", "lut"):
+            t = getattr(self, name)
+            if t is not None:
+                getattr(c, name).handle = t.handle
+                getattr(c, name).offset = t.offset
+
+
 @dataclass(frozen=True)
 class LayerCost:
     """What one layer cost (struct convaccel_layer_stats)."""
@@ -109,9 +184,14 @@ class JobResult:
         return self.status == "ok"
 
 
-def encode(layers: Sequence[Layer]) -> Any:
-    """The layers as the driver's struct array (reusable across submits)."""
-    arr = ffi.new("struct convaccel_layer[]", len(layers))
+def encode(layers: Sequence[Layer] | Sequence[Layer2]) -> Any:
+    """The layers as the driver's struct array (reusable across submits):
+    all Layer (struct convaccel_layer) or all Layer2 (struct convaccel_layer2)."""
+    v2 = bool(layers) and isinstance(layers[0], Layer2)
+    if any(isinstance(layer, Layer2) != v2 for layer in layers):
+        raise AccelError("a job's layers are all Layer or all Layer2, not a mix")
+    arr = ffi.new("struct convaccel_layer2[]" if v2 else "struct convaccel_layer[]",
+                  len(layers))
     for i, layer in enumerate(layers):
         layer.fill(arr[i])
     return arr
@@ -126,9 +206,11 @@ class Job:
         self.device = device
         arr = encode(layers) if isinstance(layers, (list, tuple)) else layers
         n = len(arr)
+        v2 = ffi.typeof(arr).item.cname == "struct convaccel_layer2"
         req = ffi.new("struct convaccel_submit *", {
             "layers": int(ffi.cast("uintptr_t", arr)), "layer_count": n,
-            "layer_size": LAYER_SIZE, "timeout_ms": timeout_ms})
+            "layer_size": LAYER2_SIZE if v2 else LAYER_SIZE, "timeout_ms": timeout_ms,
+            "flags": uapi.CONSTANTS["CONVACCEL_SUBMIT_LAYER2"] if v2 else 0})
         device.ioctl("SUBMIT", req, f"submit a job of {n} layers")
         self.id: int = req.job_id
         self.layer_count = n

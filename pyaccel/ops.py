@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .device import Device
 
 ALIGN = 64   # byte alignment of each tensor inside the job's buffer
+V1_ACTIVATIONS = (None, "relu", "relu6")   # what a v1 layer fuses
 
 
 def _check(cond: bool, message: str) -> None:
@@ -98,7 +99,9 @@ def conv2d(dev: "Device", x: np.ndarray, weight: np.ndarray, bias: Optional[np.n
            f"with groups={groups}, the input has {g['c_in']}")
     _check(bias is None or bias.shape == (c_out,),
            f"bias must have shape ({c_out},), got {None if bias is None else bias.shape}")
-    _check(activation in ref.ACTIVATIONS, f"activation must be one of {ref.ACTIVATIONS}")
+    _check(activation in V1_ACTIVATIONS,
+           f"conv2d takes activation one of {V1_ACTIVATIONS} (the others: run it as a "
+           f"hardware 2.0 layer)")
     return run_layer(dev, "conv", g, x, weight, bias, activation, timeout)
 
 
