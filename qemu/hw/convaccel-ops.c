@@ -9,7 +9,6 @@
  */
 #include "qemu/osdep.h"
 #include <math.h>
-#include <cblas.h>
 #include "convaccel-ops.h"
 
 /* Work between two polls of ctl->cancelled: well below CVC_TILE_WORK. */
@@ -167,35 +166,6 @@ int cva_global_pool_f32(const CvaGeom *g, bool max, const float *x, float *out,
     return CVC_OK;
 }
 
-/* out[n][c_out] = x[n][c_in] * w[c_out][c_in]^T + bias: weights read once
- * per tile of images (one GEMM), tiles of about CVC_TILE_WORK / 4 MACs. */
-int cva_fc_f32(const CvaGeom *g, const float *x, const float *w,
-               const float *bias, float *out, const struct cvc_ctl *ctl)
-{
-    uint64_t row = (uint64_t)g->c_in * g->c_out;
-    uint64_t rows = MAX(1, (CVC_TILE_WORK / 4) / row);
-
-    for (uint64_t b0 = 0; b0 < g->n; b0 += rows) {
-        uint64_t nb = MIN(rows, g->n - b0);
-
-        if (ctl && ctl->cancelled && ctl->cancelled(ctl->opaque)) {
-            return CVC_CANCELLED;
-        }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb,
-                    (int)g->c_out, (int)g->c_in, 1.0f, x + b0 * g->c_in,
-                    (int)g->c_in, w, (int)g->c_in, 0.0f, out + b0 * g->c_out,
-                    (int)g->c_out);
-        if (bias) {
-            for (uint64_t b = b0; b < b0 + nb; b++) {
-                for (uint32_t o = 0; o < g->c_out; o++) {
-                    out[b * g->c_out + o] += bias[o];
-                }
-            }
-        }
-    }
-    return CVC_OK;
-}
-
 int cva_quantize(const CvaGeom *g, const CvaQuant *q, const float *x,
                  int8_t *out, const struct cvc_ctl *ctl)
 {
@@ -229,120 +199,6 @@ int cva_dequantize(const CvaGeom *g, const CvaQuant *q, const int8_t *x,
 
         for (uint64_t i = o; i < o + hw; i++) {
             out[i] = (float)(x[i] - q->zp_in0) * q->qscale;
-        }
-    }
-    return CVC_OK;
-}
-
-/*
- * int8 convolution: one output row at a time, accumulated in 32 bits that
- * wrap (unsigned arithmetic), one input row times one weight per step.
- */
-int cva_conv_s8(const CvaGeom *g, const CvaQuant *q, const int8_t *x,
-                const int8_t *w, const int32_t *bias, int8_t *out,
-                const struct cvc_ctl *ctl)
-{
-    uint32_t cin_g = g->c_in / g->groups, cout_g = g->c_out / g->groups;
-    g_autofree uint32_t *acc = g_try_new(uint32_t, g->w_out);
-    /* ox range whose input column is inside the image, for each kx */
-    g_autofree uint32_t *ox_lo = g_try_new(uint32_t, g->kw);
-    g_autofree uint32_t *ox_hi = g_try_new(uint32_t, g->kw);
-    Poll p = { ctl };
-
-    if (!acc || !ox_lo || !ox_hi) {
-        return CVC_NO_MEMORY;
-    }
-    for (uint32_t kx = 0; kx < g->kw; kx++) {
-        int64_t off = (int64_t)kx * g->dil_w - g->pad_left;
-        uint32_t lo = 0, hi = 0;
-
-        /* ix = ox * stride + off in [0, w_in) */
-        while (lo < g->w_out && (int64_t)lo * g->stride_w + off < 0) {
-            lo++;
-        }
-        hi = lo;
-        while (hi < g->w_out && (int64_t)hi * g->stride_w + off < g->w_in) {
-            hi++;
-        }
-        ox_lo[kx] = lo;
-        ox_hi[kx] = hi;
-    }
-    for (uint32_t b = 0; b < g->n; b++) {
-        for (uint32_t oc = 0; oc < g->c_out; oc++) {
-            uint32_t grp = oc / cout_g;
-            const int8_t *wo = w + (uint64_t)oc * cin_g * g->kh * g->kw;
-            const CvaRescale *r = &q->rq[oc];
-            int8_t *orow = out + (((uint64_t)b * g->c_out + oc) * g->h_out) * g->w_out;
-
-            for (uint32_t oy = 0; oy < g->h_out; oy++, orow += g->w_out) {
-                for (uint32_t ox = 0; ox < g->w_out; ox++) {
-                    acc[ox] = bias ? (uint32_t)bias[oc] : 0;
-                }
-                for (uint32_t ic = 0; ic < cin_g; ic++) {
-                    const int8_t *plane = x + (((uint64_t)b * g->c_in +
-                                                grp * cin_g + ic) * g->h_in) * g->w_in;
-                    const int8_t *wk = wo + (uint64_t)ic * g->kh * g->kw;
-
-                    if (poll_stop(&p, (uint64_t)g->w_out * g->kh * g->kw)) {
-                        return CVC_CANCELLED;
-                    }
-                    for (uint32_t ky = 0; ky < g->kh; ky++) {
-                        int64_t iy = (int64_t)oy * g->stride_h + (int64_t)ky * g->dil_h -
-                                     g->pad_top;
-                        const int8_t *irow;
-
-                        if (iy < 0 || iy >= g->h_in) {
-                            continue;
-                        }
-                        irow = plane + iy * g->w_in;
-                        for (uint32_t kx = 0; kx < g->kw; kx++) {
-                            int32_t wv = wk[ky * g->kw + kx];
-                            int64_t off = (int64_t)kx * g->dil_w - g->pad_left;
-                            const int8_t *ip = irow + off;
-
-                            if (g->stride_w == 1) {
-                                for (uint32_t ox = ox_lo[kx]; ox < ox_hi[kx]; ox++) {
-                                    acc[ox] += (uint32_t)((ip[ox] - q->zp_in0) * wv);
-                                }
-                            } else {
-                                for (uint32_t ox = ox_lo[kx]; ox < ox_hi[kx]; ox++) {
-                                    acc[ox] += (uint32_t)((ip[(uint64_t)ox * g->stride_w] -
-                                                           q->zp_in0) * wv);
-                                }
-                            }
-                        }
-                    }
-                }
-                for (uint32_t ox = 0; ox < g->w_out; ox++) {
-                    orow[ox] = cva_out8(cva_rescale((int32_t)acc[ox], r), q);
-                }
-            }
-        }
-    }
-    return CVC_OK;
-}
-
-int cva_fc_s8(const CvaGeom *g, const CvaQuant *q, const int8_t *x,
-              const int8_t *w, const int32_t *bias, int8_t *out,
-              const struct cvc_ctl *ctl)
-{
-    Poll p = { ctl };
-
-    for (uint32_t b = 0; b < g->n; b++) {
-        const int8_t *xb = x + (uint64_t)b * g->c_in;
-
-        for (uint32_t oc = 0; oc < g->c_out; oc++) {
-            const int8_t *wo = w + (uint64_t)oc * g->c_in;
-            uint32_t acc = bias ? (uint32_t)bias[oc] : 0;
-
-            if (poll_stop(&p, g->c_in)) {
-                return CVC_CANCELLED;
-            }
-            for (uint32_t i = 0; i < g->c_in; i++) {
-                acc += (uint32_t)((xb[i] - q->zp_in0) * wo[i]);
-            }
-            out[(uint64_t)b * g->c_out + oc] = cva_out8(cva_rescale((int32_t)acc,
-                                                                    &q->rq[oc]), q);
         }
     }
     return CVC_OK;

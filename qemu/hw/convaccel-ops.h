@@ -1,9 +1,12 @@
 /*
  * convaccel: the version 2 compute kernels the compute library does not
- * have (convaccel-ops.c): activations, elementwise ops, the fully connected
- * layer, int8 arithmetic (rescale, convolution, pooling), QUANTIZE and
+ * have (convaccel-ops.c): activations, elementwise ops,
+ * int8 arithmetic (rescale, pooling, elementwise), QUANTIZE and
  * DEQUANTIZE. They work on packed NCHW tensors in host memory; the caller
  * (convaccel-v2.c) gathers views into them and validates every shape.
+ * Convolutions (float32 and int8) and FC are the compute library's
+ * (cvc_conv2d, cvc_conv2d_s8, cvc_fc, cvc_fc_s8), as are the float32
+ * windowed pools.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -77,19 +80,11 @@ int cva_scale_shift_f32(const CvaGeom *g, const float *x, const float *scale,
                         const float *shift, float *out, const struct cvc_ctl *ctl);
 int cva_global_pool_f32(const CvaGeom *g, bool max, const float *x, float *out,
                         const struct cvc_ctl *ctl);
-int cva_fc_f32(const CvaGeom *g, const float *x, const float *w,
-               const float *bias, float *out, const struct cvc_ctl *ctl);
 int cva_quantize(const CvaGeom *g, const CvaQuant *q, const float *x,
                  int8_t *out, const struct cvc_ctl *ctl);
 int cva_dequantize(const CvaGeom *g, const CvaQuant *q, const int8_t *x,
                    float *out, const struct cvc_ctl *ctl);
 
-int cva_conv_s8(const CvaGeom *g, const CvaQuant *q, const int8_t *x,
-                const int8_t *w, const int32_t *bias, int8_t *out,
-                const struct cvc_ctl *ctl);
-int cva_fc_s8(const CvaGeom *g, const CvaQuant *q, const int8_t *x,
-              const int8_t *w, const int32_t *bias, int8_t *out,
-              const struct cvc_ctl *ctl);
 /* MAXPOOL/AVGPOOL over kh x kw windows; global pools: kh = h_in, kw = w_in,
  * stride 1, no padding, one output per plane. */
 int cva_pool_s8(const CvaGeom *g, bool max, const CvaQuant *q, const int8_t *x,

@@ -713,6 +713,13 @@ static int compute(const Layer2 *l, const void *x, const void *x1,
     };
     /* ReLU and ReLU6 fuse into the compute library's kernels */
     uint32_t fused = l->act <= CONVACCEL_LAYER_ACT_RELU6 ? l->act : 0;
+    /* the compute library's int8 side: zp_in is in0's, records {M, S} */
+    struct cvc_quant cq = {
+        .zp_in = l->zp_in0, .zp_out = l->zp_out, .act_min = l->act_min,
+        .act_max = l->act_max, .requant = (const int32_t *)l->rq,
+        .lut = l->has_lut ? l->lut : NULL,
+    };
+    struct cvc_fc fp = { .n = g->n, .c_in = g->c_in, .c_out = g->c_out, .ctl = ctl };
     struct cvc_conv cp;
     struct cvc_pool pp;
 
@@ -725,9 +732,10 @@ static int compute(const Layer2 *l, const void *x, const void *x1,
     if (l->s8) {
         switch (l->op) {
         case CONVACCEL_LAYER_OP_CONV:
-            return cva_conv_s8(g, &q, x, w, b, out, ctl);
+            cp = to_conv(l, ctl, 0);
+            return cvc_conv2d_s8(&cp, &cq, x, w, b, out);
         case CONVACCEL_LAYER_OP_FC:
-            return cva_fc_s8(g, &q, x, w, b, out, ctl);
+            return cvc_fc_s8(&fp, &cq, x, w, b, out);
         case CONVACCEL_LAYER_OP_MAXPOOL:
         case CONVACCEL_LAYER_OP_AVGPOOL:
             return cva_pool_s8(g, max_pool(l), &q, x, out, ctl);
@@ -763,7 +771,7 @@ static int compute(const Layer2 *l, const void *x, const void *x1,
     case CONVACCEL_LAYER_OP_GLOBAL_AVGPOOL:
         return cva_global_pool_f32(g, max_pool(l), x, out, ctl);
     case CONVACCEL_LAYER_OP_FC:
-        return cva_fc_f32(g, x, w, b, out, ctl);
+        return cvc_fc(&fp, x, w, b, out);   /* its activation: finish_act() */
     case CONVACCEL_LAYER_OP_ADD:
         return cva_add_f32(g, x, x1, out, ctl);
     case CONVACCEL_LAYER_OP_MUL:
