@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import errno
 import json
+import mmap
 import os
 import random
 import sys
@@ -59,16 +60,20 @@ BUF_SIZE = 1 << 16                  # the pool's buffers: a valid job fits
 SLOTS_PER_THREAD = 4
 
 # The errnos each call may return (kernel/include/uapi/linux/convaccel.h).
-COMMON = {errno.ENOTTY, errno.EFAULT, errno.EINVAL, errno.ENODEV}
+COMMON = {errno.ENOTTY, errno.EFAULT, errno.EINVAL, errno.E2BIG, errno.ENODEV}
 DOCUMENTED = {
     "INFO": COMMON,
     "BUFFER_CREATE": COMMON | {errno.E2BIG, errno.ENOMEM},
     "BUFFER_DESTROY": COMMON | {errno.ENOENT},
     "SUBMIT": COMMON | {errno.ENOENT, errno.EOVERFLOW, errno.EBUSY, errno.ENOMEM},
     "WAIT": COMMON | {errno.ETIMEDOUT, errno.EINTR, errno.ENOENT},
-    "bad_request": {errno.ENOTTY, errno.ENODEV},
     "mmap": {errno.EINVAL, errno.ENODEV},
 }
+# Another size or direction in a request: ENOTTY, or what that call documents
+# (the size travels in the request: structs may grow or shrink).
+DOCUMENTED["other_request"] = set().union(*DOCUMENTED.values())
+SIZE_SHIFT, SIZE_MASK = 16, 0x3FFF            # _IOC_SIZE of asm-generic/ioctl.h
+
 ENDINGS = ("none", "close", "unbind")
 FAULTS = ("hang", "dma-error", "lost-irq", "delay-us 0", "delay-us 2000", "delay-us 20000",
           "error-after 0", "error-after 1", "error-after 3")
@@ -226,7 +231,7 @@ class Epoch:
         self.fd_b = os.open("/dev/convaccel0", os.O_RDWR)
         self.ending = ending
         self.touch = ending != "unbind"     # a zapped mapping raises SIGBUS when touched
-        self.stop = False
+        self.flag = mmap.mmap(-1, 1)        # shared with the children: 1 = stop
         self.closed = False
         self.pool = Pool()
         self.arena = Arena(SLOTS_PER_THREAD * (threads + 1))
@@ -257,6 +262,7 @@ class Epoch:
 
     def close(self) -> None:
         self.arena.close()
+        self.flag.close()
         os.close(self.fd_b)
         if not self.closed:             # else the chaos thread did, under the calls
             os.close(self.fd)
@@ -290,7 +296,7 @@ class Worker:
         self.submit_arg = ffi.new("struct convaccel_submit *", {"layer_size": sz})
         self.wait_arg = ffi.new("struct convaccel_wait *")
         self.stats = ffi.new("struct convaccel_layer_stats[]", 4)
-        self.scratch = ffi.new("char[]", 4096)
+        self.scratch = ffi.new("char[]", SIZE_MASK + 1)     # room for any _IOC_SIZE
         self.ro_submit = readonly_copy(ffi.new("struct convaccel_submit *", {
             "layers": addr(self.layers[0]), "layer_count": 1, "layer_size": sz}))[0]
         self.ro_create = readonly_copy(self.creates[0])[0]
@@ -341,10 +347,15 @@ class Worker:
         for h in (*self.pool.foreign, 0, 2**32 - 1, rnd.getrandbits(32)):
             add("BUFFER_DESTROY", ffi.new("struct convaccel_buffer_destroy *", {"handle": h}))
         add("BUFFER_DESTROY", ffi.new("struct convaccel_buffer_destroy *", {"handle": 1, "pad": 1}))
-        for _ in range(6):
+        for _ in range(6):                          # another size, direction, number
             req = rnd.choice(list(REQ.values())) ^ (1 << rnd.randrange(32))
             if req not in REQ.values():
-                add("bad_request", self.scratch, req)
+                add("other_request", self.scratch, req)
+        for req in REQ.values():                    # shorter, longer, the longest
+            size = (req >> SIZE_SHIFT) & SIZE_MASK
+            for other in (size - 8, size + 8, size + 64, SIZE_MASK):
+                add("other_request", self.scratch,
+                    req & ~(SIZE_MASK << SIZE_SHIFT) | (other << SIZE_SHIFT))
         rnd.shuffle(calls)
         return calls * 2                # a burst is a slice: wrap around
 
@@ -545,7 +556,7 @@ class Worker:
         ops, choice, counts, ep = self.ops, self.rnd.choice, self.counts, self.ep
         try:
             for i in range(calls):
-                if ep.stop or (i & 63 == 0 and time.monotonic() > deadline):
+                if ep.flag[0] or (i & 63 == 0 and time.monotonic() > deadline):
                     break
                 got = choice(ops)()
                 if got:
@@ -585,7 +596,7 @@ def chaos(ep: Epoch, workers: list[Worker], cap: int, deadline: float, rnd: rand
         log(f"epoch ending {ep.ending}: {e}")
         events["ending_failures"] += 1
     time.sleep(0.05)
-    ep.stop = True
+    ep.flag[0] = 1                      # every worker, children too
 
 
 def child(ep: Epoch, seed: int, calls: int, deadline: float, wfd: int) -> None:
@@ -731,7 +742,7 @@ def run(calls: int, seconds: float, seed: int, threads: int = 3, children: int =
     events: collections.Counter = collections.Counter()
     lost = 0
     t0 = time.monotonic()
-    epoch_s = min(4.0, max(1.0, seconds / 8))
+    epoch_s = min(6.0, max(1.0, seconds / 8))
     per_epoch = max(1000, calls // 40)
     while sum(totals.values()) < calls and time.monotonic() - t0 < seconds:
         lost += efault_checks()
