@@ -10,7 +10,7 @@ set -euo pipefail
 . "$(dirname "$0")/../scripts/lib.sh"
 
 kdir=${1:?usage: rootfs.sh KERNEL_DIR}
-PACKAGES=busybox,python3,python3-numpy,python3-cffi,python3-pyudev,python3-pytest,python3-hypothesis
+PACKAGES=busybox,python3,python3-numpy,python3-cffi,python3-pyudev,python3-pytest,python3-hypothesis,python3-onnx
 # The 9p share over virtio-mmio, in load order. fscache is its own module
 # up to 6.7 only (then part of netfs); the others must be there, as modules
 # or built in.
