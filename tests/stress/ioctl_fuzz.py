@@ -646,7 +646,7 @@ def run_epoch(rnd: random.Random, calls: int, seconds: float, threads: int, chil
               totals: collections.Counter, events: collections.Counter) -> int:
     """One epoch; adds its (call, errno, ending) counts to totals; returns
     the EFAULT losses."""
-    ep = Epoch(rnd.choice(ENDINGS), threads)
+    ep = Epoch(ENDINGS[events["epochs"] % len(ENDINGS)], threads)     # each in turn
     deadline = time.monotonic() + seconds
     per_worker = calls // (threads + children) + 1
     kids = fork_children(ep, rnd, children, per_worker, deadline)   # before any thread
