@@ -24,7 +24,7 @@ _LAZY = {
     "DeviceEntry": "discovery", "devices": "discovery",
     "Job": "jobs", "JobResult": "jobs", "Layer": "jobs", "Layer2": "jobs", "Tensor": "jobs",
     "View": "jobs",
-    "models": None, "graph": None, "reference": None,
+    "models": None, "graph": None, "reference": None, "compiler": None,
 }
 
 __all__ = ["AbiMismatchError", "AccelError", "DeviceNotFoundError", "DevicePermissionError",

@@ -1,4 +1,4 @@
-"""python3 -m pyaccel: list, info, run, selftest, demo."""
+"""python3 -m pyaccel: list, info, check, run, selftest, demo."""
 from __future__ import annotations
 
 import argparse
@@ -43,13 +43,28 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_model(args: argparse.Namespace) -> models.Model:
+GRAPH_FAMILIES = ("resnet", "mobilenet_v2", "shufflenet_v2", "densenet")
+MODEL_CHOICES = ["mobilenet_v1", "allconv", *GRAPH_FAMILIES]
+
+
+def build_model(args: argparse.Namespace):
+    """A graph.Model (mobilenet_v1, allconv) or a compiler GraphModel (the zoo)."""
+    res, classes = args.resolution or 224, args.classes or 1000
+    if args.model == "resnet":
+        return models.resnet(args.depth or 18, args.width, res, classes,
+                             args.bottleneck_width, seed=args.seed)
+    if args.model == "mobilenet_v2":
+        return models.mobilenet_v2(args.width, res, classes, seed=args.seed)
+    if args.model == "shufflenet_v2":
+        return models.shufflenet_v2(args.width, res, classes, seed=args.seed)
+    if args.model == "densenet":
+        return models.densenet(args.depth or 121, args.growth_rate, res, classes, seed=args.seed)
     if args.model == "mobilenet_v1":
         m = models.mobilenet_v1(args.width, args.resolution or 224, args.classes or 1000,
                                 args.seed)
     else:
         double = [int(v) for v in args.double.split(",") if v] if args.double else ()
-        m = models.allconv(args.width, double, args.depth, args.variant,
+        m = models.allconv(args.width, double, args.depth or 5, args.variant,
                            input_size=args.resolution or 32, num_classes=args.classes or 10,
                            seed=args.seed)
     if args.weights:
@@ -74,8 +89,64 @@ def stats_table(inf) -> str:
     return "\n".join(rows)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def model_graph(args: argparse.Namespace):
+    """The IR graph of the MODEL argument (a zoo name, or an .onnx file through
+    pyaccel.onnx.load) at --batch."""
+    if args.model.endswith(".onnx"):
+        from . import onnx as onnx_frontend      # the ONNX frontend (pyaccel/onnx.py)
+
+        return onnx_frontend.load(args.model)
+    if args.model not in MODEL_CHOICES:
+        raise ValueError(f"unknown model {args.model!r}: one of {', '.join(MODEL_CHOICES)} "
+                         f"or an .onnx file")
     model = build_model(args)
+    return (model.batched(args.batch) if isinstance(model, models.GraphModel)
+            else model.to_graph(args.batch))
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """What runs where (device, CPU, view, and why) and the memory plan."""
+    from .compiler import check_report
+
+    info = None
+    if args.device is not None:
+        with open_device(device_arg(args.device)) as dev:
+            info = dev.info
+    print(check_report(model_graph(args), info))
+    return 0
+
+
+def cmd_run_graph(args: argparse.Namespace, model) -> int:
+    """A zoo network through the graph compiler: per-layer table."""
+    print(model.summary() if args.verbose else
+          f"{model.name}: {model.params:,} params, {model.macs:,} MACs")
+    shape = (args.batch,) + model.input_shape
+    x = (np.load(args.input).astype(np.float32).reshape(shape) if args.input else
+         np.random.default_rng(args.seed).standard_normal(shape, dtype=np.float32))
+    with open_device(device_arg(args.device)) as dev:
+        progress("compiling: passes, partition, memory plan, uploading weights")
+        with model.compile(dev, args.batch) as net:
+            print(net.report().splitlines()[-1])
+            net(x)                                       # warm-up
+            inf = net(x)
+    y = inf.output.reshape(args.batch, -1)
+    top = np.argsort(-y[0])[:5]
+    print("top-5:", ", ".join(f"{c}: {y[0][c]:.4f}" for c in top))
+    print(inf.table())
+    if args.check:
+        progress("computing the numpy reference on the CPU")
+        err = float(np.abs(y - model.reference(x)).max())
+        print(f"max |device - reference| = {err:.3g}")
+        return 0 if err < 1e-3 * max(1.0, float(np.abs(y).max())) else 1
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if args.model not in MODEL_CHOICES:
+        raise ValueError(f"unknown model {args.model!r}: one of {', '.join(MODEL_CHOICES)}")
+    model = build_model(args)
+    if isinstance(model, models.GraphModel):
+        return cmd_run_graph(args, model)
     print(model.summary() if args.verbose else
           f"{model.name}: {model.params:,} params, {model.macs:,} MACs")
     shape = (args.batch,) + model.input_shape
@@ -153,6 +224,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if all(r[7] < 1e-3 for r in rows) else 1
 
 
+def model_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help=f"one of {', '.join(MODEL_CHOICES)} (check: or an .onnx file)")
+    p.add_argument("--width", type=float, default=1.0, help="width multiplier")
+    p.add_argument("--depth", type=int, help="allconv: conv layers (5); resnet: 18, 34, 50, "
+                   "101, 152 (18); densenet: 121, 169, 201, 264 (121)")
+    p.add_argument("--bottleneck-width", type=int, default=64,
+                   help="resnet: bottleneck width (128 with depth 50: wide_resnet50_2)")
+    p.add_argument("--growth-rate", type=int, default=32, help="densenet: k")
+    p.add_argument("--double", default="", help="allconv: layers to double, e.g. 1,2")
+    p.add_argument("--variant", help=f"allconv: one of {', '.join(models.ALLCONV_VARIANTS)}")
+    p.add_argument("--resolution", type=int,
+                   help="input size (default: allconv 32, the others 224)")
+    p.add_argument("--classes", type=int, help="number of classes")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0, help="random weights and input")
+    p.add_argument("--weights", help="mobilenet_v1, allconv: .npz of weights (pyaccel.graph)")
+    p.add_argument("--input", help=".npy input (default: random)")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python3 -m pyaccel", description=__doc__)
     p.add_argument("-d", "--device", help="index (0, 1, ...) or device path; default: first")
@@ -160,18 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list", help="list accelerators").set_defaults(func=cmd_list)
     sub.add_parser("info", help="show an accelerator's information").set_defaults(func=cmd_info)
     run = sub.add_parser("run", help="run a network on the device")
-    run.add_argument("model", choices=["mobilenet_v1", "allconv"])
-    run.add_argument("--width", type=float, default=1.0, help="width multiplier")
-    run.add_argument("--depth", type=int, default=5, help="allconv: conv layers")
-    run.add_argument("--double", default="", help="allconv: layers to double, e.g. 1,2")
-    run.add_argument("--variant", help=f"allconv: one of {', '.join(models.ALLCONV_VARIANTS)}")
-    run.add_argument("--resolution", type=int,
-                     help="input size (default: mobilenet_v1 224, allconv 32)")
-    run.add_argument("--classes", type=int, help="number of classes")
-    run.add_argument("--batch", type=int, default=1)
-    run.add_argument("--seed", type=int, default=0, help="random weights and input")
-    run.add_argument("--weights", help=".npz of weights (see pyaccel.graph)")
-    run.add_argument("--input", help=".npy input (default: random)")
+    check = sub.add_parser("check", help="support report and memory plan of a network "
+                           "(no device needed; -d: that device's INFO)")
+    for p_ in (run, check):
+        model_arguments(p_)
+    check.set_defaults(func=cmd_check)
     run.add_argument("--check", action="store_true", help="compare with the numpy reference")
     run.add_argument("-v", "--verbose", action="store_true", help="print the layer table")
     run.set_defaults(func=cmd_run)

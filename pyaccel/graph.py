@@ -290,8 +290,15 @@ class Model:
         y = y.reshape(y.shape[0], -1)
         return ref.softmax(y, axis=1) if self.softmax else y
 
+    def to_graph(self, batch: int = 1):
+        """The network as a compiler IR graph (pyaccel.compiler.ir.Graph)."""
+        from .compiler.frontend import from_model
+
+        return from_model(self, batch)
+
     def compile(self, device, batch: int = 1):
-        """Upload the weights once and prepare the whole network as one job."""
+        """Upload the weights once and prepare the whole network as one job
+        (a v1 job: see `to_graph` and pyaccel.compiler for the graph compiler)."""
         from .compiled import CompiledModel
 
         return CompiledModel(self, device, batch)

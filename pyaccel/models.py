@@ -8,12 +8,30 @@
 
 Both return a `graph.Model` with `.params`, `.macs`, `.reference(x)` and
 `.compile(device)`.
+
+The graph compiler's zoo (pyaccel.compiler.zoo; DAGs, built as IR graphs):
+
+- `resnet(depth=18, width_mult=1.0, resolution=224, num_classes=1000,
+  bottleneck_width=64)`: ResNet-18/34/50/101/152, Wide ResNet-50-2;
+- `mobilenet_v2(width_mult=1.0, resolution=224, num_classes=1000)`;
+- `shufflenet_v2(width_mult=1.0, resolution=224, num_classes=1000)`;
+- `densenet(depth=121, growth_rate=32, resolution=224, num_classes=1000)`.
+
+They return a `compiler.builder.GraphModel` with the same `.params`, `.macs`,
+`.reference(x)`, `.compile(device, batch)` (and `.graph`, the IR).
 """
 from __future__ import annotations
 
 from typing import Iterable, Optional
 
+from .compiler.builder import GraphModel
+from .compiler.zoo import densenet, mobilenet_v2, resnet, shufflenet_v2
 from .graph import (Conv2d, GlobalAvgPool2d, LayerSpec, Model, ReLU6, ReLU, Softmax)
+
+__all__ = ["GraphModel", "Model", "allconv", "densenet", "mobilenet_v1", "mobilenet_v2",
+           "resnet", "shufflenet_v2", "ZOO_FAMILIES"]
+ZOO_FAMILIES = ("mobilenet_v1", "allconv", "resnet", "mobilenet_v2", "shufflenet_v2",
+                "densenet")
 
 # (output channels, stride) of MobileNet v1's 13 depthwise-separable blocks
 MOBILENET_BLOCKS = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
