@@ -47,7 +47,7 @@ SUPPORTED = ("Conv", "BatchNormalization", "Relu", "Clip", "LeakyRelu", "Sigmoid
 FOLDABLE = ("Constant", "Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Add",
             "Sub", "Mul", "Div", "Slice", "Reshape", "Identity", "ConstantOfShape", "Range",
             "Floor", "Ceil", "Sqrt", "Neg", "Transpose", "Equal", "Where", "Expand", "Size",
-            "Min", "Max", "Flatten", "Relu")
+            "Min", "Max", "Flatten", "Relu", "CastLike")
 
 
 class OnnxImportError(IRError):
@@ -131,7 +131,27 @@ class Importer:
         raise OnnxImportError(self.node_name, self.op_type, reason)
 
     def shape(self, t: str) -> tuple:
-        return self.g.shape(t)
+        """The ONNX shape of IR tensor t (a stand-in's original shape)."""
+        return self.g.onnx_shapes.get(t, self.g.shape(t))
+
+    def standin(self, t: str, shape: tuple) -> str:
+        """Record that IR tensor t stands for an ONNX tensor of shape."""
+        if tuple(shape) != tuple(self.g.shape(t)):
+            self.g.onnx_shapes[t] = tuple(shape)
+        return t
+
+    def ir_axis(self, t: str, axis: int) -> int:
+        """The IR axis of ONNX axis (normalized) of tensor t."""
+        s = self.shape(t)
+        axis = axis + len(s) if axis < 0 else axis
+        if t not in self.g.onnx_shapes:
+            return axis
+        r = len(s)
+        if r == 1:
+            return 1
+        if r < 4:
+            return axis + 4 - r
+        return axis - (r - 4) if axis >= r - 3 else -1
 
     def tensor(self, name: str, what: str = "input") -> str:
         """The IR tensor of an ONNX value that must be computed at run time."""
@@ -182,38 +202,30 @@ class Importer:
             self.fail(f"input {t!r} is {dt}: the device computes float32 (int8 models "
                       "arrive as QuantizeLinear/DequantizeLinear: not supported yet)")
 
-    # 4-D wrapping for elementwise ops on tensors of another rank
-    def to4(self, t: str) -> tuple[str, Optional[tuple]]:
-        s = self.shape(t)
-        if len(s) == 4:
-            return t, None
-        if len(s) == 2:
-            s4 = tuple(s) + (1, 1)
-        elif len(s) < 4:
-            s4 = (1,) * (4 - len(s)) + tuple(s)
-        else:
-            s4 = (int(np.prod(s[:len(s) - 3])),) + tuple(s[-3:])
-        node = self.add("reshape", [t], [self.out_name(f"{t}:4d")], shape=s4)
-        return node.outputs[0], tuple(s)
-
-    def from4(self, t: str, shape: Optional[tuple], onnx_out: str) -> str:
-        if shape is None:
-            return t
-        return self.add("reshape", [t], [self.out_name(onnx_out)], shape=shape).outputs[0]
+    def reshaped(self, t: str, shape: tuple, onnx_out: str) -> str:
+        """IR tensor t (any ONNX shape) as ONNX shape `shape`: a reshape to the
+        shape or, for a rank other than 2 and 4, to its 4-D stand-in."""
+        s4 = standin_shape(shape)
+        if s4 == self.g.shape(t):
+            return self.standin(t, shape) if t not in self.g.onnx_shapes or \
+                self.g.onnx_shapes[t] == tuple(shape) else self.standin(
+                    self.add("reshape", [t], [self.out_name(onnx_out)], shape=s4).outputs[0],
+                    shape)
+        y = self.add("reshape", [t], [self.out_name(onnx_out)], shape=s4).outputs[0]
+        return self.standin(y, shape)
 
     def unary(self, node: Any, op: str, **attrs) -> None:
         x = self.tensor(node.input[0])
         self.float_tensor(x)
-        x4, back = self.to4(x) if len(self.shape(x)) not in (2, 4) else (x, None)
-        y = self.add(op, [x4], None if back else [self.out_name(node.output[0])],
-                     **attrs).outputs[0]
-        self.values[node.output[0]] = self.from4(y, back, node.output[0])
+        y = self.add(op, [x], [self.out_name(node.output[0])], **attrs).outputs[0]
+        self.values[node.output[0]] = self.standin(y, self.shape(x))
 
     # --- the model --------------------------------------------------------------------
 
     def run(self, name: Optional[str]) -> Graph:
         gp = self.model.graph
         self.g = Graph(name or gp.name or "onnx")
+        self.g.onnx_shapes = {}
         for init in gp.initializer:
             self.consts[init.name] = to_numpy(init)
         for k, v in self.bind.items():
@@ -231,6 +243,8 @@ class Importer:
                           "(give it as a constant if it is a parameter)")
             dims = []
             for i, d in enumerate(tt.shape.dim):
+                if d.HasField("dim_value") and d.dim_value == 0:
+                    self.fail(f"dimension {i} is 0: an empty tensor")
                 if d.HasField("dim_value") and d.dim_value > 0:
                     dims.append(d.dim_value)
                 elif i == 0:
@@ -240,7 +254,8 @@ class Importer:
                               "model with a fixed input shape")
             if not dims:
                 self.fail("is a scalar: inputs must be tensors")
-            self.values[vi.name] = self.g.add_input(vi.name, dims)
+            self.values[vi.name] = self.standin(self.g.add_input(vi.name,
+                                                                 standin_shape(dims)), dims)
         for i, node in enumerate(gp.node):
             self.node_name = node.name or f"{node.op_type}_{i}"
             self.op_type = node.op_type
@@ -259,7 +274,8 @@ class Importer:
                 self.fail(f"output {vo.name!r} is a constant: nothing to compute")
             t = self.tensor(vo.name, "output")
             if t in self.g.inputs or t in self.g.outputs:
-                t = self.add("copy", [t], [self.out_name(vo.name + ":out")]).outputs[0]
+                t = self.standin(self.add("copy", [t], [self.out_name(vo.name + ":out")]
+                                          ).outputs[0], self.shape(t))
             self.g.mark_output(t)
         fuse_hard_swish(self.g)
         try:
@@ -295,6 +311,9 @@ class Importer:
             if src is None or isinstance(src, _Shuffle):
                 return False
             self.consts[node.output[0]] = np.asarray(int(np.prod(self.shape(src))), np.int64)
+            return True
+        if op == "CastLike" and ins[0] in self.consts and ins[1] in self.values:
+            self.consts[node.output[0]] = np.asarray(self.consts[ins[0]], np.float32)
             return True
         if not all(t == "" or t in self.consts for t in ins):
             return False
@@ -373,10 +392,14 @@ class Importer:
                             shape=(int(np.prod(s[:axis])), int(np.prod(s[axis:])))).outputs[0]
             y = self.add("softmax", [flat], [self.out_name(f"{node.output[0]}:sm")],
                          axis=1).outputs[0]
-            self.values[node.output[0]] = self.from4(y, tuple(s), node.output[0])
+            self.values[node.output[0]] = self.reshaped(y, tuple(s), node.output[0])
             return
-        y = self.add("softmax", [x], [self.out_name(node.output[0])], axis=axis).outputs[0]
-        self.values[node.output[0]] = y
+        ax = self.ir_axis(x, axis)
+        if ax < 0:
+            self.fail(f"axis {axis} of a {s} tensor: softmax over one of the leading axes of a "
+                      "tensor of rank above 4 is not supported")
+        y = self.add("softmax", [x], [self.out_name(node.output[0])], axis=ax).outputs[0]
+        self.values[node.output[0]] = self.standin(y, s)
 
     def op_Conv(self, node, a):
         x = self.tensor(node.input[0])
@@ -508,7 +531,7 @@ class Importer:
         s = self.shape(x)
         axis = int(a.get("axis", 1))
         axis = axis + len(s) if axis < 0 else axis
-        if axis == 1 and len(s) >= 2:
+        if axis == 1 and x not in self.g.onnx_shapes:
             y = self.add("flatten", [x], [self.out_name(node.output[0])]).outputs[0]
         else:
             y = self.add("reshape", [x], [self.out_name(node.output[0])],
@@ -590,8 +613,8 @@ class Importer:
             if full is None:
                 self.fail(f"the constant operand {c.shape} does not broadcast to {s} "
                           "(the output would be larger than the input)")
-            x4, back = self.to4(x) if len(s) != 4 else (x, None)
-            s4 = self.shape(x4)
+            x4 = self.nchw(x)
+            s4 = self.g.shape(x4)
             f4 = full.reshape(s4)
             per_c = f4[:1, :, :1, :1]
             if (f4 == np.broadcast_to(per_c, s4)).all():
@@ -600,11 +623,10 @@ class Importer:
                 shift = vec if op == "add" else np.zeros_like(vec)
                 ins = [x4, self.constant(out + ".scale", scale), self.constant(out + ".shift",
                                                                                shift)]
-                y = self.add("scale_shift", ins, None if back else [self.out_name(out)])
+                y = self.add("scale_shift", ins, [self.out_name(out)]).outputs[0]
             else:
-                y = self.add(op, [x4, self.constant(n1, f4)], None if back else
-                             [self.out_name(out)])
-            self.values[out] = self.from4(y.outputs[0], back, out)
+                y = self.add(op, [x4, self.constant(n1, f4)], [self.out_name(out)]).outputs[0]
+            self.values[out] = self.reshaped(y, s, out)
             return
         x1 = self.tensor(n1)
         self.float_tensor(x1)
@@ -613,16 +635,21 @@ class Importer:
             y = self.add("mul", [x, x1], [self.out_name(out)]).outputs[0]
         elif s1 != s and op == "mul" and len(s1) == 4 and s == s1[:2] + (1, 1):
             y = self.add("mul", [x1, x], [self.out_name(out)]).outputs[0]
+            s = s1
         elif s1 != s:
             self.fail(f"operands {s} and {s1}: run-time operands must have one shape "
                       "(mul: or an (N, C, 1, 1) multiplier)")
-        elif len(s) in (2, 4):
-            y = self.add(op, [x, x1], [self.out_name(out)]).outputs[0]
         else:
-            a4, back = self.to4(x)
-            b4, _ = self.to4(x1)
-            y = self.from4(self.add(op, [a4, b4]).outputs[0], back, out)
-        self.values[out] = y
+            y = self.add(op, [x, x1], [self.out_name(out)]).outputs[0]
+        self.values[out] = self.standin(y, s)
+
+    def nchw(self, t: str) -> str:
+        """t as a 4-D IR tensor ((N, F) becomes (N, F, 1, 1))."""
+        s = self.g.shape(t)
+        if len(s) == 4:
+            return t
+        return self.standin(self.add("reshape", [t], [self.out_name(f"{t}:4d")],
+                                     shape=tuple(s) + (1, 1)).outputs[0], self.shape(t))
 
     def op_Add(self, node, a):
         self.binary(node, "add")
@@ -644,15 +671,50 @@ class Importer:
                   zip(node.input[1:5], ("scale", "B", "mean", "var"))]
         if len(s) < 2 or any(np.asarray(p).shape != (s[1],) for p in params):
             self.fail(f"statistics must be per channel ({s[1] if len(s) > 1 else '?'},)")
-        back = None
+        x4 = x
         if len(s) != 4:
-            back = tuple(s)
-            x = self.add("reshape", [x], [self.out_name(f"{x}:4d")],
-                         shape=(s[0], s[1], int(np.prod(s[2:])), 1)).outputs[0]
-        ins = [x] + [self.constant(t) for t in node.input[1:5]]
-        y = self.add("batchnorm", ins, None if back else [self.out_name(node.output[0])],
+            x4 = self.add("reshape", [x], [self.out_name(f"{x}:4d")],
+                          shape=(s[0], s[1], int(np.prod(s[2:])), 1)).outputs[0]
+        ins = [x4] + [self.constant(t) for t in node.input[1:5]]
+        y = self.add("batchnorm", ins, [self.out_name(node.output[0])],
                      epsilon=float(a.get("epsilon", 1e-5))).outputs[0]
-        self.values[node.output[0]] = self.from4(y, back, node.output[0])
+        self.values[node.output[0]] = y if len(s) == 4 else self.reshaped(y, s, node.output[0])
+
+    def channels(self, t: str, axis: int) -> str:
+        """An IR tensor whose axis 1 (channels) is ONNX axis `axis` of t."""
+        s = self.shape(t)
+        ax = axis + len(s) if axis < 0 else axis
+        if len(self.g.shape(t)) == 2 and ax == 1:
+            return self.nchw(t)
+        if self.ir_axis(t, ax) != 1 or len(self.g.shape(t)) != 4:
+            self.fail(f"axis {axis} of a {s} tensor: only the channels (axis 1) of "
+                      "(N, C, H, W) (or the axis that maps to them) are supported")
+        return t
+
+    def view_out(self, y: str, like: str, axis: int, onnx_out: str) -> str:
+        """The ONNX shape of a view op's output y: like's, with y's channels at axis."""
+        s = list(self.shape(like))
+        ax = axis + len(s) if axis < 0 else axis
+        s[ax] = self.g.shape(y)[1]
+        return self.reshaped(y, tuple(s), onnx_out)
+
+    def channels(self, t: str, axis: int) -> str:
+        """An IR tensor whose axis 1 (channels) is ONNX axis `axis` of t."""
+        s = self.shape(t)
+        ax = axis + len(s) if axis < 0 else axis
+        if len(self.g.shape(t)) == 2 and ax == 1:
+            return self.nchw(t)
+        if self.ir_axis(t, ax) != 1 or len(self.g.shape(t)) != 4:
+            self.fail(f"axis {axis} of a {s} tensor: only the channels (axis 1) of "
+                      "(N, C, H, W) (or the axis that maps to them) are supported")
+        return t
+
+    def view_out(self, y: str, like: str, axis: int, onnx_out: str) -> str:
+        """The ONNX shape of a view op's output y: like's, with y's channels at axis."""
+        s = list(self.shape(like))
+        ax = axis + len(s) if axis < 0 else axis
+        s[ax] = self.g.shape(y)[1]
+        return self.reshaped(y, tuple(s), onnx_out)
 
     def channel_axis(self, a: dict, s: tuple, default: int = 0) -> None:
         axis = int(a.get("axis", default))
@@ -666,15 +728,17 @@ class Importer:
         tensors = [t for t in ins if t in self.values]
         if not tensors:
             self.fail("all inputs are constant but were not folded")
-        ir = [self.tensor(t) for t in ins]
-        self.channel_axis(a, self.shape(ir[0]))
-        self.values[node.output[0]] = self.add("concat", ir, [self.out_name(node.output[0])],
-                                               axis=1).outputs[0]
+        axis = int(a["axis"])
+        ir = [self.channels(self.tensor(t), axis) for t in ins]
+        y = self.add("concat", ir, [self.out_name(node.output[0])], axis=1).outputs[0]
+        self.values[node.output[0]] = self.view_out(y, self.tensor(ins[0]), axis,
+                                                    node.output[0])
 
     def op_Split(self, node, a):
-        x = self.tensor(node.input[0])
-        s = self.shape(x)
-        self.channel_axis(a, s)
+        x0 = self.tensor(node.input[0])
+        axis = int(a.get("axis", 0))
+        x = self.channels(x0, axis)
+        s = self.g.shape(x)
         outs = [o for o in node.output]
         if self.opset >= 13:
             split = self.opt_const(list(node.input), 1, "split")
@@ -693,7 +757,7 @@ class Importer:
         node_ir = self.add("split", [x], names, split=split, axis=1)
         for o, t in zip(outs, node_ir.outputs):
             if o:
-                self.values[o] = t
+                self.values[o] = self.view_out(t, x0, axis, o)
 
     def op_Slice(self, node, a):
         x = self.tensor(node.input[0])
@@ -730,11 +794,14 @@ class Importer:
         if not cut:
             self.values[node.output[0]] = x
             return
-        if len(s) != 4 or cut != [1]:
+        if len(cut) != 1:
             self.fail(f"slices axes {cut} of a {s} tensor: only channel slices (axis 1 of "
                       "(N, C, H, W)) are supported")
-        self.values[node.output[0]] = self.add("slice", [x], [self.out_name(node.output[0])],
-                                               start=lo[1], end=hi[1], axis=1).outputs[0]
+        ax = cut[0]
+        xc = self.channels(x, ax)
+        y = self.add("slice", [xc], [self.out_name(node.output[0])], start=lo[ax], end=hi[ax],
+                     axis=1).outputs[0]
+        self.values[node.output[0]] = self.view_out(y, x, ax, node.output[0])
 
     def target_shape(self, shape: np.ndarray, src: tuple, allowzero: bool) -> tuple:
         t = [int(v) for v in np.asarray(shape).ravel()]
@@ -775,14 +842,11 @@ class Importer:
         if t == s:
             self.values[node.output[0]] = x
             return
-        if len(t) > 4 or len(t) < 1:
-            self.fail(f"reshapes {s} to {t}: tensors of rank {len(t)} are only supported "
-                      "inside the channel shuffle pattern")
         if len(s) == 4 and len(t) == 2 and t[0] == s[0]:
-            y = self.add("flatten", [x], [self.out_name(node.output[0])])
+            y = self.add("flatten", [x], [self.out_name(node.output[0])]).outputs[0]
         else:
-            y = self.add("reshape", [x], [self.out_name(node.output[0])], shape=t)
-        self.values[node.output[0]] = y.outputs[0]
+            y = self.reshaped(x, t, node.output[0])
+        self.values[node.output[0]] = y
 
     def op_Transpose(self, node, a):
         src = self.values.get(node.input[0])
@@ -802,14 +866,29 @@ class Importer:
             return
         moved = [s[p] for p, i in zip(perm, range(len(s))) if p != i]
         if all(d == 1 for d in moved):    # only axes of size 1 move: a reshape
-            t = tuple(s[p] for p in perm)
-            self.values[node.output[0]] = self.add("reshape", [x],
-                                                   [self.out_name(node.output[0])],
-                                                   shape=t).outputs[0]
+            self.values[node.output[0]] = self.reshaped(x, tuple(s[p] for p in perm),
+                                                        node.output[0])
             return
         self.fail(f"perm {perm} of a {s} tensor: only the channel shuffle pattern "
                   "(Reshape to (N, g, C/g, H, W), Transpose (0, 2, 1, 3, 4), Reshape back) "
                   "is supported")
+
+
+def standin_shape(shape) -> tuple:
+    """The IR shape of an ONNX tensor: (N, C, H, W) and (N, F) as they are;
+    another rank as a 4-D stand-in of the same elements in the same order
+    ((n,) as (1, n, 1, 1), (a, b, c) as (1, a, b, c), rank 5+ with the leading
+    axes merged). Graph.onnx_shapes maps a stand-in to its ONNX shape."""
+    s = tuple(int(v) for v in shape)
+    if len(s) in (2, 4):
+        return s
+    if len(s) == 0:
+        return (1, 1, 1, 1)
+    if len(s) == 1:
+        return (1, s[0], 1, 1)
+    if len(s) == 3:
+        return (1,) + s
+    return (int(np.prod(s[:len(s) - 3])),) + s[-3:]
 
 
 def fuse_hard_swish(g: Graph) -> None:
@@ -845,6 +924,8 @@ def _fold(op: str, args: list, a: dict, opset: int) -> list:
         raise ValueError(f"Constant with attributes {sorted(a)}")
     if op in ("Identity",):
         return [x]
+    if op == "CastLike":
+        return [np.asarray(x).astype(np.asarray(args[1]).dtype)]
     if op == "Cast":
         from onnx import helper
         return [np.asarray(x).astype(helper.tensor_dtype_to_np_dtype(a["to"]))]
@@ -918,3 +999,24 @@ def _fold(op: str, args: list, a: dict, opset: int) -> list:
         shape = [int(v) for v in np.asarray(args[1]).ravel()]
         return [np.asarray(x) * np.ones(shape, np.asarray(x).dtype)]
     raise ValueError(f"no constant folding for {op}")
+
+
+def onnx_shape(graph: Graph, t: str) -> tuple:
+    """The ONNX shape of IR tensor t of a loaded graph (a stand-in's original)."""
+    return getattr(graph, "onnx_shapes", {}).get(t, graph.shape(t))
+
+
+def as_feeds(graph: Graph, arrays: Any) -> dict:
+    """Input arrays in ONNX shapes (a list in the graph's input order, a dict
+    by name, or one array) as the IR's {input: float32 array of its IR shape}."""
+    if isinstance(arrays, np.ndarray):
+        arrays = [arrays]
+    if not isinstance(arrays, Mapping):
+        arrays = dict(zip(graph.inputs, arrays))
+    return {t: np.ascontiguousarray(arrays[t], np.float32).reshape(graph.shape(t))
+            for t in graph.inputs}
+
+
+def as_outputs(graph: Graph, values: Mapping[str, np.ndarray]) -> list:
+    """The graph's outputs (IR tensor -> array) in ONNX order and shapes."""
+    return [np.asarray(values[t]).reshape(onnx_shape(graph, t)) for t in graph.outputs]

@@ -1,0 +1,127 @@
+"""The ONNX backend node tests (onnx.backend.test.case.node) of every
+operator pyaccel.onnx claims, exported for the guest.
+
+The onnx wheel has no node test files: it has the Python that generates
+them. Importing only the claimed operators' case modules runs just their
+``export*`` functions (the full ``collect_testcases`` runs all 1,884). Each
+test becomes ``<dir>/<test name>/model.onnx`` plus ``data.npz`` (input_i,
+output_i of every data set, the suite's rtol/atol) and ``<dir>/manifest.json``
+(the operator each test belongs to, the onnx version, the export key). The
+guest (tests/guest/test_onnx_nodes.py) reads the folder over the 9p share.
+
+    python tests/host/onnx_node_tests.py [DIR]      # default build/onnx-node-tests
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import shutil
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+TOP = Path(__file__).resolve().parents[2]
+DEFAULT_DIR = TOP / "build" / "onnx-node-tests"
+
+# operator -> its case module in onnx.backend.test.case.node
+MODULES = {
+    "Conv": "conv", "BatchNormalization": "batch_normalization", "Relu": "relu",
+    "Clip": "clip", "LeakyRelu": "leakyrelu", "Sigmoid": "sigmoid",
+    "HardSigmoid": "hardsigmoid", "HardSwish": "hardswish", "Add": "add", "Mul": "mul",
+    "Concat": "concat", "Split": "split", "Slice": "slice", "Reshape": "reshape",
+    "Transpose": "transpose", "MaxPool": "maxpool", "AveragePool": "averagepool",
+    "GlobalAveragePool": "globalaveragepool", "GlobalMaxPool": "globalmaxpool",
+    "ReduceMean": "reducemean", "Flatten": "flatten", "Gemm": "gemm", "MatMul": "matmul",
+    "Softmax": "softmax", "Identity": "identity", "Dropout": "dropout",
+}
+
+
+def key() -> str:
+    import onnx
+
+    h = hashlib.sha256(Path(__file__).read_bytes())
+    h.update(onnx.__version__.encode())
+    return h.hexdigest()[:16]
+
+
+def collect() -> list:
+    """(operator, TestCase) of every node test of the claimed operators."""
+    from onnx.backend.test.case import node as cases
+
+    cases._NodeTestCases.clear()
+    cases._existing_names.clear()
+    out = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for op, mod in MODULES.items():
+            name = f"onnx.backend.test.case.node.{mod}"
+            before = len(cases._NodeTestCases)
+            if name in sys.modules:             # exports ran at the first import only
+                importlib.reload(sys.modules[name])
+            else:
+                importlib.import_module(name)
+            out += [(op, c) for c in cases._NodeTestCases[before:]]
+    return out
+
+
+def _array(v):
+    from onnx import numpy_helper
+
+    if isinstance(v, (np.ndarray, np.generic)):
+        return np.asarray(v)
+    if hasattr(v, "dims"):
+        return numpy_helper.to_array(v)
+    return None                                 # sequences, optionals: not ours
+
+
+def export(folder: Path = DEFAULT_DIR) -> dict:
+    """Write the folder unless it holds this key's export; the manifest."""
+    folder = Path(folder)
+    k = key()
+    manifest = folder / "manifest.json"
+    if manifest.exists():
+        m = json.loads(manifest.read_text())
+        if m.get("key") == k:
+            return m
+    import onnx
+
+    tmp = folder.with_name(folder.name + ".part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    tests = {}
+    for op, case in collect():
+        d = tmp / case.name
+        d.mkdir()
+        onnx.save(case.model, str(d / "model.onnx"))
+        arrays, note = {}, ""
+        for i, (inputs, outputs) in enumerate(case.data_sets):
+            for kind, values in (("input", inputs), ("output", outputs)):
+                for j, v in enumerate(values):
+                    a = _array(v)
+                    if a is None:
+                        note = f"{kind} {j} is a {type(v).__name__}, not a tensor"
+                        continue
+                    arrays[f"{i}_{kind}_{j}"] = a
+        np.savez(d / "data.npz", **arrays)
+        tests[case.name] = dict(op=op, rtol=case.rtol, atol=case.atol,
+                                sets=len(case.data_sets), note=note)
+    m = dict(key=k, onnx=onnx.__version__, tests=tests)
+    (tmp / "manifest.json").write_text(json.dumps(m, indent=1, sort_keys=True))
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return m
+
+
+if __name__ == "__main__":
+    import time
+
+    t0 = time.monotonic()
+    m = export(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_DIR)
+    ops: dict = {}
+    for t in m["tests"].values():
+        ops[t["op"]] = ops.get(t["op"], 0) + 1
+    print(f"{len(m['tests'])} node tests of {len(ops)} operators (onnx {m['onnx']}) in "
+          f"{time.monotonic() - t0:.1f} s: " + ", ".join(f"{k} {v}" for k, v in ops.items()))
