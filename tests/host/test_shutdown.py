@@ -10,11 +10,16 @@ import re
 
 from conftest import boot, tail
 
+# Submit a job that the delay fault keeps on the device for 3 s, and exit
+# without waiting: the running job stays on the device while the guest powers
+# off (closing the file cancels only jobs not yet on the device).
 CMD = ("echo 'delay-us 3000000' > /sys/kernel/debug/convaccel0/inject && "
-       "python3 -c 'import numpy as np, pyaccel; d = pyaccel.open(); "
-       "x = np.ones((1, 1, 2, 2), np.float32); "
-       "import threading; threading.Thread(target=d.conv2d, args=(x, x[:, :, :1, :1]), "
-       "daemon=True).start(); import time; time.sleep(0.5); print(\"QUEUED\")'")
+       "python3 -c 'import pyaccel; from pyaccel import Layer, Tensor; "
+       "d = pyaccel.open(); b = d.buffer(1 << 16); t = lambda o: Tensor(b.handle, o); "
+       "g = dict(n=1, c_in=1, h_in=2, w_in=2, c_out=1, h_out=2, w_out=2, groups=1, kh=1, "
+       "kw=1, stride_h=1, stride_w=1, dil_h=1, dil_w=1); "
+       "d.submit([Layer(\"conv\", t(0), t(4096), t(8192), None, \"none\", g)]); "
+       "print(\"QUEUED\")'")
 
 
 def test_poweroff_resets_a_busy_device(built):
