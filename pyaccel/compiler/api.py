@@ -9,7 +9,7 @@ from typing import Any, Optional
 from . import partition as part
 from . import passes
 from . import plan as planner
-from .ir import Graph
+from .ir import Graph, node_constants
 
 
 @dataclass
@@ -54,9 +54,8 @@ def _device_constants(g: Graph, placements: list) -> list:
     seen: dict = {}
     for n in g.nodes:
         if n.name in names:
-            for t in n.inputs:
-                if t in g.constants:
-                    seen[t] = None
+            for t in node_constants(g, n):
+                seen[t] = None
     return list(seen)
 
 

@@ -194,3 +194,30 @@ class GraphModel:
 
     def summary(self) -> str:
         return self.graph.summary()
+
+    def quantize(self, calibration_data, method: str = "minmax", percentile: float = 99.99,
+                 keep_float=(), **kwargs):
+        """Post-training int8 quantization (pyaccel.quantize.quantize): a
+        QuantizedModel."""
+        from ..quantize import quantize
+
+        return quantize(self, calibration_data, method=method, percentile=percentile,
+                        keep_float=keep_float, **kwargs)
+
+    def save(self, path) -> None:
+        """The graph (structure and weights) as an .npz (compiler.serialize)."""
+        from . import serialize
+
+        serialize.save(path, {"graph": self.graph}, {"config": self.config})
+
+    @classmethod
+    def load(cls, path) -> "GraphModel":
+        """A model save wrote (a quantized one loads as a QuantizedModel)."""
+        from . import serialize
+
+        graphs, meta = serialize.load(path)
+        if any("int8" in n.attrs for n in graphs["graph"].nodes):
+            from ..quantize import QuantizedModel
+
+            return QuantizedModel.load(path)
+        return GraphModel(graphs["graph"], meta.get("config", {}))

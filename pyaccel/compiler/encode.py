@@ -5,11 +5,16 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
+
 from ..errors import AccelError
 from ..jobs import Layer2, Tensor, View
 from ..ops_v2 import pointwise_geometry
-from .ir import Graph, Node, as4, packed_strides
+from .ir import NUMPY_DTYPES, Graph, Node, as4, packed_strides
 from .plan import MemoryPlan
+
+
+INT8_FIELDS = ("zp_in0", "zp_in1", "zp_out", "act_min", "act_max", "qscale")
 
 
 class EncodeError(AccelError):
@@ -22,19 +27,28 @@ class Encoder:
 
     def view(self, t: str, c_start: int = 0, c_step: int = 1) -> View:
         g, p = self.g, self.plan
+        dtype = g.tensors[t].dtype
+        item = np.dtype(NUMPY_DTYPES[dtype]).itemsize
         if t in g.constants:
             if t not in p.weight_offsets:
                 raise EncodeError(f"constant {t!r} is not in the weights buffer")
             st = packed_strides(g.shape(t))
-            return View(self.weights, p.weight_offsets[t] + 4 * c_start * st[1], "f32",
+            return View(self.weights, p.weight_offsets[t] + item * c_start * st[1], dtype,
                         (st[0], st[1] * c_step, st[2], st[3]))
         loc = p.locations[t]
         sn, sc, sh, sw = loc.strides
-        off = p.offsets[loc.root] + 4 * (loc.offset + c_start * sc)
+        off = p.offsets[loc.root] + item * (loc.offset + c_start * sc)
         return View(self.arena, off, g.tensors[t].dtype, (sn, sc * c_step, sh, sw))
 
     def tensor(self, t: str) -> Tensor:
         return Tensor(self.weights, self.plan.weight_offsets[t])
+
+    def int8_fields(self, node: Node) -> dict:
+        """Layer2 keywords of an int8 node: act 0, requant, lut, the quant fields."""
+        q = node.attrs["int8"]
+        quant = {k: q[k] for k in INT8_FIELDS if k in q}
+        return dict(requant=self.tensor(q["requant"]) if q.get("requant") else None,
+                    lut=self.tensor(q["lut"]) if q.get("lut") else None, quant=quant)
 
     def layers(self, node: Node) -> list[Layer2]:
         g, a = self.g, node.attrs
@@ -44,6 +58,11 @@ class Encoder:
         kw = dict(activation=(act.name if act else None) or "none",
                   act_alpha=act.alpha if act else 0.0, act_beta=act.beta if act else 0.0)
         op = node.op
+        if "int8" in a:
+            kw = self.int8_fields(node)
+            if op in ("act", "quantize", "dequantize"):
+                return [Layer2(op, self.view(x), self.view(y), geometry=pointwise_geometry(xs),
+                               **kw)]
         if op == "conv":
             w = g.shape(node.inputs[1])
             geo = self._window(xs, ys, (w[2], w[3]), a["stride"], a["pads"], a["dilation"],
@@ -75,6 +94,8 @@ class Encoder:
             s = act_spec(a)
             return [Layer2("act", self.view(x), self.view(y), activation=s.name or "none",
                            act_alpha=s.alpha, act_beta=s.beta, geometry=pointwise_geometry(xs))]
+        if op in ("quantize", "dequantize"):
+            raise EncodeError(f"{node.name}: a {op} node needs its int8 attributes")
         if op == "copy":
             return [Layer2("act", self.view(x), self.view(y), geometry=pointwise_geometry(xs),
                            **kw)]
@@ -83,7 +104,8 @@ class Encoder:
             k = xs[1] // grp
             half = (xs[0], k) + xs[2:]
             return [Layer2("act", self.view(x, i * k), self.view(y, i, grp),
-                           geometry=pointwise_geometry(half)) for i in range(grp)]
+                           geometry=pointwise_geometry(half),
+                           **(kw if "int8" in a else {})) for i in range(grp)]
         raise EncodeError(f"{node.name}: no device layers for op {op!r}")
 
     @staticmethod

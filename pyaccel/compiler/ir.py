@@ -69,7 +69,20 @@ reshape             x                           shape: the target shape (constan
 softmax             x                           axis 1
 identity, dropout   x                           - (removed by the passes)
 copy                x                           - (inserted by the passes: a device copy)
+quantize            x (f32)                     - -> s8 (int8 flow: attrs["int8"] below)
+dequantize          x (s8)                      - -> f32
 ==================  ==========================  ==========================================
+
+int8 nodes (pyaccel.quantize makes them) read and write "s8" tensors whose
+``quant`` holds the per-tensor (scale, zero point); their constants are int8
+weights (per-channel Quant) and int32 biases, and ``attrs["int8"]`` holds the
+device descriptor's int8 fields: ``requant`` / ``lut`` (names of constants:
+the (k, 2) int32 rescale records, the 256-entry int8 table, or None),
+``zp_in0``, ``zp_in1``, ``zp_out``, ``act_min``, ``act_max`` and ``qscale``
+(only those the op uses: a dequantize has zp_in0 and qscale), and ``act``
+(the float activation it stands for, informative). ``zp_out`` is the
+layer's own output: with a table that is the pre-activation tensor. Their
+``attrs["activation"]`` is None (int8 layers apply the clamp and the table).
 
 The passes add ``attrs["activation"]`` (a pyaccel.reference.Activation, or
 None) to a node that fuses the activation after it. int8 nodes will carry
@@ -100,7 +113,8 @@ NUMPY_DTYPES = {"f32": np.float32, "s8": np.int8, "s32": np.int32}
 
 OPS = ("conv", "maxpool", "avgpool", "global_avgpool", "global_maxpool", "add", "mul",
        "scale_shift", "batchnorm", "fc", "act", "concat", "split", "slice",
-       "channel_shuffle", "flatten", "reshape", "softmax", "identity", "dropout", "copy")
+       "channel_shuffle", "flatten", "reshape", "softmax", "identity", "dropout", "copy",
+       "quantize", "dequantize")
 ACT_KINDS = ("relu", "relu6", "leaky_relu", "sigmoid", "hard_sigmoid", "hard_swish", "clip")
 VIEW_OPS = ("concat", "split", "slice", "channel_shuffle", "flatten", "reshape")
 
@@ -276,7 +290,8 @@ class Graph:
             outputs = [name if len(shapes) == 1 else f"{name}:{i}" for i in range(len(shapes))]
         if len(outputs) != len(shapes):
             raise IRError(f"{name}: {op} makes {len(shapes)} outputs, {len(outputs)} named")
-        dtype = self.tensors[inputs[0]].dtype if inputs else "f32"
+        dtype = ({"quantize": "s8", "dequantize": "f32"}.get(op)
+                 or (self.tensors[inputs[0]].dtype if inputs else "f32"))
         for t, s in zip(outputs, shapes):
             self._new_tensor(t, s, dtype)
         node.outputs = list(outputs)
@@ -453,7 +468,7 @@ def infer(g: Graph, node: Node) -> list[tuple]:
         if len(ins) == 3:
             _need(g.shape(ins[2]) == (ws[0],), node, f"bias must be ({ws[0]},)")
         return [(s[0], ws[0])]
-    if op in ("act", "identity", "dropout", "copy", "softmax"):
+    if op in ("act", "identity", "dropout", "copy", "softmax", "quantize", "dequantize"):
         _arity(node, 1, 1)
         return [g.shape(ins[0])]
     if op == "concat":
@@ -541,6 +556,17 @@ def as4(shape: Sequence[int]) -> tuple:
     """A tensor shape as (N, C, H, W): (N, F) is (N, F, 1, 1)."""
     s = tuple(shape)
     return s + (1,) * (4 - len(s)) if len(s) <= 4 else s
+
+
+def int8_tables(node: Node) -> list:
+    """The constants an int8 node reads besides its inputs (rescale records, table)."""
+    q = node.attrs.get("int8") or {}
+    return [q[k] for k in ("requant", "lut") if q.get(k)]
+
+
+def node_constants(g: Graph, node: Node) -> list:
+    """Every constant the node reads: its constant inputs and its int8 tables."""
+    return [t for t in node.inputs if t in g.constants] + int8_tables(node)
 
 
 def iter_consumers(g: Graph, t: str) -> Iterable[Node]:

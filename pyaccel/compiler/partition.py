@@ -19,7 +19,8 @@ from .ir import Graph, Node
 DEVICE_OP = {"conv": "conv", "maxpool": "maxpool", "avgpool": "avgpool",
              "global_avgpool": "global_avgpool", "global_maxpool": "global_maxpool",
              "add": "add", "mul": "mul", "scale_shift": "scale_shift", "fc": "fc",
-             "act": "act", "copy": "act", "channel_shuffle": "act"}
+             "act": "act", "copy": "act", "channel_shuffle": "act", "quantize": "quantize",
+             "dequantize": "dequantize"}
 FREE_VIEWS = ("concat", "split", "slice", "flatten", "reshape")
 
 DEFAULT_INFO = SimpleNamespace(
@@ -38,6 +39,8 @@ class Placement:
 
 
 def _activation_name(node: Node) -> str:
+    if "int8" in node.attrs:            # int8 layers: the clamp and the table, act 0
+        return "none"
     a = node.attrs.get("activation")
     if node.op == "act":
         from .execute import act_spec

@@ -23,7 +23,7 @@ from typing import Optional
 import numpy as np
 
 from . import execute
-from .ir import VIEW_OPS, Graph, Node, infer, packed_strides
+from .ir import VIEW_OPS, Graph, Node, infer, int8_tables, packed_strides
 
 FUSES_ACTIVATION = ("conv", "fc", "add", "mul", "scale_shift", "maxpool", "avgpool",
                     "global_avgpool", "global_maxpool", "copy")
@@ -53,7 +53,7 @@ def remove_identities(g: Graph) -> None:
 
 def fold_constants(g: Graph) -> None:
     for n in list(g.nodes):
-        if n.inputs and all(t in g.constants for t in n.inputs):
+        if n.inputs and all(t in g.constants for t in n.inputs) and "int8" not in n.attrs:
             for t, v in zip(n.outputs, execute.evaluate(g, n, [g.constants[t] for t in n.inputs])):
                 g.constants[t] = np.ascontiguousarray(v, np.float32)
             g.nodes.remove(n)
@@ -106,7 +106,8 @@ def fuse_activations(g: Graph) -> None:
     for act in [n for n in g.nodes if n.op == "act"]:
         p = prods.get(act.inputs[0])
         spec = execute.act_spec(act.attrs)
-        if (p is None or p.op not in FUSES_ACTIVATION or spec is None
+        if (p is None or p.op not in FUSES_ACTIVATION or spec is None or "int8" in act.attrs
+                or "int8" in p.attrs
                 or p.attrs.get("activation") is not None
                 or not _single_reader(g, act.inputs[0], act)):
             continue
@@ -162,7 +163,14 @@ def is_packed(g: Graph, loc: Location, t: str) -> bool:
 def _insert_copy(g: Graph, t: str, before: Node) -> str:
     name = g.unique_name(f"{t}.copy")
     node = Node("copy", [t], [name], {}, name)
-    g._new_tensor(name, infer(g, node)[0], g.tensors[t].dtype)
+    info = g.tensors[t]
+    g._new_tensor(name, infer(g, node)[0], info.dtype, info.quant)
+    if info.dtype == "s8":              # an int8 copy: the identity rescale, same zero point
+        from ..quant import act_requant
+        q = info.quant
+        rq = g.add_constant(g.unique_name(f"{name}.requant"), act_requant(q.scale, q.scale))
+        node.attrs["int8"] = dict(requant=rq, lut=None, zp_in0=q.zero_point,
+                                  zp_out=q.zero_point, act_min=-128, act_max=127, act=None)
     g.nodes.insert(g.nodes.index(before), node)
     return name
 
@@ -250,7 +258,7 @@ def remove_dead(g: Graph) -> None:
             g.nodes.remove(n)
             for t in n.outputs:
                 _drop_tensor(g, t)
-    read = {t for n in g.nodes for t in n.inputs} | set(g.outputs)
+    read = {t for n in g.nodes for t in n.inputs + int8_tables(n)} | set(g.outputs)
     for t in [t for t in g.constants if t not in read]:
         _drop_tensor(g, t)
 

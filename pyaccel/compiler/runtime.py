@@ -14,7 +14,7 @@ from ..errors import ShapeError
 from ..jobs import JobResult, encode
 from . import execute
 from .encode import Encoder
-from .ir import Graph, as4, node_macs
+from .ir import NUMPY_DTYPES, Graph, Node, as4, node_macs
 
 if TYPE_CHECKING:
     from .api import Prepared
@@ -32,6 +32,7 @@ class LayerStats:
     cycles: int                 # the cost model's cycles (cpu: 0)
     bytes: int
     job: Optional[int]          # index of the job (device segment), None on the CPU
+    precision: str = "f32"      # "int8", "f32", or "f32->int8" / "int8->f32" (conversions)
 
 
 @dataclass(frozen=True)
@@ -78,12 +79,12 @@ class Inference:
 
     def table(self) -> str:
         mhz = self.model_clock_mhz or 1
-        rows = [f"{'node':<34} {'op':<15} {'where':<7} {'device ms':>10} {'model ms':>9} "
-                f"{'MACs':>14}"]
+        rows = [f"{'node':<34} {'op':<15} {'where':<7} {'precision':<10} {'device ms':>10} "
+                f"{'model ms':>9} {'MACs':>14}"]
         for s in self.layers:
-            rows.append(f"{s.name[:34]:<34} {s.op:<15} {s.where:<7} {s.device_ns / 1e6:>10.3f} "
-                        f"{s.cycles / mhz / 1e3:>9.4f} {s.macs:>14,}")
-        rows.append(f"{'total':<34} {'':<15} {'':<7} {self.device_ns / 1e6:>10.3f} "
+            rows.append(f"{s.name[:34]:<34} {s.op:<15} {s.where:<7} {s.precision:<10} "
+                        f"{s.device_ns / 1e6:>10.3f} {s.cycles / mhz / 1e3:>9.4f} {s.macs:>14,}")
+        rows.append(f"{'total':<34} {'':<15} {'':<7} {'':<10} {self.device_ns / 1e6:>10.3f} "
                     f"{self.modelled_ms:>9.4f} {self.macs:>14,}")
         rows.append(self.where() + f"; wall {self.wall_ns / 1e6:.2f} ms")
         return "\n".join(rows)
@@ -103,7 +104,7 @@ class CompiledGraph:
             for t, off in p.weight_offsets.items():
                 a = g.constants[t]
                 self._weights.array(a.shape, a.dtype, off)[...] = a
-            self._flat = self._arena.array(p.arena_bytes // 4, np.float32)
+            self._flat = self._arena.array(p.arena_bytes, np.uint8)
             enc = Encoder(g, p, self._arena.handle, self._weights.handle)
             self.program: list = []
             for kind, nodes in prepared.segments:
@@ -127,10 +128,11 @@ class CompiledGraph:
         """A numpy view of tensor t in the arena (strided as the plan places it)."""
         g, loc = self.graph, self.plan.locations[t]
         shape = g.shape(t)
+        dtype = np.dtype(NUMPY_DTYPES[g.tensors[t].dtype])
         strides = loc.strides[:len(shape)] if len(shape) == 4 else loc.strides[:2]
-        start = self.plan.offsets[loc.root] // 4 + loc.offset
-        return np.lib.stride_tricks.as_strided(self._flat[start:], shape,
-                                               tuple(4 * s for s in strides))
+        start = self.plan.offsets[loc.root] + loc.offset * dtype.itemsize
+        return np.lib.stride_tricks.as_strided(self._flat[start:].view(dtype), shape,
+                                               tuple(dtype.itemsize * s for s in strides))
 
     def _value(self, t: str) -> np.ndarray:
         return self.graph.constants[t] if t in self.graph.constants else self.tensor(t)
@@ -158,10 +160,11 @@ class CompiledGraph:
                         stats[-1] = LayerStats(s.name, s.op, "device", s.macs,
                                                s.device_ns + cost.device_ns,
                                                s.cycles + cost.cycles, s.bytes + cost.bytes,
-                                               s.job)
+                                               s.job, s.precision)
                         continue
                     stats.append(LayerStats(node.name, node.op, "device", node_macs(g, node),
-                                            cost.device_ns, cost.cycles, cost.bytes, len(jobs)))
+                                            cost.device_ns, cost.cycles, cost.bytes, len(jobs),
+                                            precision(g, node)))
                 jobs.append(result)
             else:
                 for node in step[1]:
@@ -170,7 +173,8 @@ class CompiledGraph:
                     for t, v in zip(node.outputs, outs):
                         self.tensor(t)[...] = v.reshape(g.shape(t))
                     stats.append(LayerStats(node.name, node.op, "cpu", node_macs(g, node),
-                                            time.monotonic_ns() - c0, 0, 0, None))
+                                            time.monotonic_ns() - c0, 0, 0, None,
+                                            precision(g, node)))
         outputs = {t: np.array(self.tensor(t)) for t in g.outputs}
         wall = time.monotonic_ns() - t0
         mhz = getattr(getattr(self.device, "info", None), "model_clock_mhz", 0)
@@ -191,6 +195,14 @@ class CompiledGraph:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def precision(g: Graph, node: Node) -> str:
+    """A node's arithmetic: "int8", "f32", or a conversion "f32->int8" / "int8->f32"."""
+    name = {"s8": "int8", "f32": "f32", "s32": "int32"}
+    a = name[g.tensors[node.inputs[0]].dtype] if node.inputs else "f32"
+    b = name[g.tensors[node.outputs[0]].dtype]
+    return a if a == b else f"{a}->{b}"
 
 
 def as_nchw(shape) -> tuple:

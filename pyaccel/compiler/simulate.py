@@ -11,7 +11,8 @@ from typing import Optional
 import numpy as np
 
 from .. import reference as ref
-from ..jobs import JobResult, Layer2, LayerCost, View
+from .. import reference_int8 as ri8
+from ..jobs import NUMPY_DTYPES, JobResult, Layer2, LayerCost, View
 from .partition import DEFAULT_INFO
 
 
@@ -48,14 +49,19 @@ class HostDevice:
 
     def _view(self, v: View, shape) -> np.ndarray:
         buf = self.buffers[v.handle]
+        dt = np.dtype(NUMPY_DTYPES[v.dtype])
         st = v.strides or (shape[1] * shape[2] * shape[3], shape[2] * shape[3], shape[3], 1)
-        return np.lib.stride_tricks.as_strided(buf.mem[v.offset:].view(np.float32), shape,
-                                               tuple(4 * s for s in st))
+        mem = buf.mem[v.offset:]
+        mem = mem[:len(mem) // dt.itemsize * dt.itemsize]
+        return np.lib.stride_tricks.as_strided(mem.view(dt), shape,
+                                               tuple(dt.itemsize * s for s in st))
 
-    def _tensor(self, t, shape) -> np.ndarray:
-        return self.buffers[t.handle].array(shape, np.float32, t.offset)
+    def _tensor(self, t, shape, dtype=np.float32) -> np.ndarray:
+        return self.buffers[t.handle].array(shape, dtype, t.offset)
 
     def run_layer(self, layer: Layer2) -> None:
+        if "s8" in (layer.in0.dtype, layer.out.dtype):
+            return self.run_layer_int8(layer)
         g = layer.geometry
         n, ci, hi, wi = g["n"], g["c_in"], g["h_in"], g["w_in"]
         co, ho, wo = g["c_out"], g["h_out"], g["w_out"]
@@ -102,3 +108,61 @@ class HostDevice:
         self.jobs += 1
         result = JobResult("ok", "none", None, len(layers), 0, 0, 0, 0, 0, 0, tuple(costs))
         return SimpleNamespace(wait=lambda timeout=None, check=True: result)
+
+    def run_layer_int8(self, layer: Layer2) -> None:
+        """An int8 layer (or QUANTIZE / DEQUANTIZE) by pyaccel.reference_int8."""
+        g, q = layer.geometry, layer.quant
+        n, ci, hi, wi = g["n"], g["c_in"], g["h_in"], g["w_in"]
+        co, ho, wo = g["c_out"], g["h_out"], g["w_out"]
+        x = np.array(self._view(layer.in0, (n, ci, hi, wi)))
+        op = layer.op
+        if op == "dequantize":
+            y = ri8.dequantize(x, q["qscale"], q.get("zp_in0", 0))
+            self._view(layer.out, (n, co, ho, wo))[...] = y
+            return
+        count = {"conv": co, "fc": co, "scale_shift": ci, "add": 3}.get(op, 1)
+        rq = (self._tensor(layer.requant, (count, 2), np.int32)
+              if layer.requant is not None else None)
+        fin = dict(zp_out=q.get("zp_out", 0), act_min=q.get("act_min", -128),
+                   act_max=q.get("act_max", 127),
+                   lut=self._tensor(layer.lut, (256,), np.int8) if layer.lut is not None
+                   else None)
+        zp = q.get("zp_in0", 0)
+        pads = (g.get("pad_top", 0), g.get("pad_bottom", 0), g.get("pad_left", 0),
+                g.get("pad_right", 0))
+        bias = lambda c: (self._tensor(layer.bias, (c,), np.int32)  # noqa: E731
+                          if layer.bias is not None else None)
+        if op == "quantize":
+            zp_out = fin.pop("zp_out")
+            y = ri8.quantize(x, q["qscale"], zp_out, **fin)
+        elif op == "conv":
+            w = self._tensor(layer.weight, (co, ci // g["groups"], g["kh"], g["kw"]), np.int8)
+            y = ri8.conv2d_int8(x, w, bias(co), (g["stride_h"], g["stride_w"]), pads,
+                                (g["dil_h"], g["dil_w"]), g["groups"], requant=rq, zp_in=zp,
+                                **fin)
+        elif op == "fc":
+            w = self._tensor(layer.weight, (co, ci), np.int8)
+            y = ri8.fc_int8(x, w, bias(co), requant=rq, zp_in=zp, **fin)
+        elif op == "scale_shift":
+            y = ri8.scale_shift_int8(x, self._tensor(layer.weight, (ci,), np.int8), bias(ci),
+                                     requant=rq, zp_in=zp, **fin)
+        elif op in ("add", "mul"):
+            s1 = (n, ci, 1, 1) if layer.broadcast else (n, ci, hi, wi)
+            x1 = np.array(self._view(layer.in1, s1))
+            f = ri8.add_int8 if op == "add" else ri8.mul_int8
+            y = f(x, x1, requant=rq, zp_in0=zp, zp_in1=q.get("zp_in1", 0), **fin)
+        elif op == "maxpool":
+            y = ri8.max_pool2d_int8(x, (g["kh"], g["kw"]), (g["stride_h"], g["stride_w"]), pads,
+                                    zp_in=zp, **fin)
+        elif op == "avgpool":
+            y = ri8.avg_pool2d_int8(x, (g["kh"], g["kw"]), (g["stride_h"], g["stride_w"]), pads,
+                                    requant=rq, zp_in=zp, **fin)
+        elif op == "global_avgpool":
+            y = ri8.global_avg_pool2d_int8(x, requant=rq, zp_in=zp, **fin)
+        elif op == "global_maxpool":
+            y = ri8.global_max_pool2d_int8(x, zp_in=zp, **fin)
+        elif op == "act":
+            y = ri8.act_int8(x, requant=rq, zp_in=zp, **fin)
+        else:
+            raise NotImplementedError(f"the simulator has no int8 {op}")
+        self._view(layer.out, (n, co, ho, wo))[...] = y
