@@ -280,7 +280,11 @@ def find_problems(r: RunResult, timeout: float) -> list[str]:
     if r.status is None and not r.timed_out:
         problems.append("the guest never reported an exit status")
     seen = set()
-    for text in (r.dmesg, r.console):
+    # The console also carries the guest command's output (a failing test
+    # may print a regex or a log line): only its printk lines count there.
+    console = "\n".join(line for line in r.console.splitlines()
+                        if TIMESTAMP.match(line.lstrip("\r")))
+    for text in (r.dmesg, console):
         for report in kernel_reports(text):
             if report[0] not in seen:
                 seen.add(report[0])
@@ -297,7 +301,10 @@ def kernel_reports(log: str) -> list[list[str]]:
     matches KERNEL_PROBLEM, then the rest of the report up to its closing
     separator (KASAN, UBSAN), its "end trace" marker, or the end of its last
     stack trace (lockdep: the one after "stack backtrace:"). A matching line
-    with no trace after it (e.g. kmemleak's count) is a report of one line."""
+    with no trace after it (e.g. kmemleak's count) is a report of one line.
+    The stack dump of a deliberately injected fault (fail-nth, failslab...
+    with verbose set: "FAULT_INJECTION: forcing a failure" just above) is
+    no report."""
     lines = [line.rstrip("\r\n") for line in log.splitlines()]
     bare = [TIMESTAMP.sub("", line) for line in lines]
     reports, i = [], 0
@@ -340,7 +347,10 @@ def kernel_reports(log: str) -> list[list[str]]:
                 end = j
         if end is None:
             end = j if seen_trace else i + 1
-        reports.append([title.strip()] + [line.rstrip() for line in bare[i + 1:end]])
+        injected = title.startswith("Call trace:") and any(
+            "FAULT_INJECTION: forcing a failure" in b for b in bare[max(0, i - 5):i])
+        if not injected:
+            reports.append([title.strip()] + [line.rstrip() for line in bare[i + 1:end]])
         i = end
     return reports
 
