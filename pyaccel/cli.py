@@ -1,4 +1,4 @@
-"""python3 -m pyaccel: list, info, check, run, selftest, demo."""
+"""python3 -m pyaccel: list, info, check, run, quantize, analyze, selftest, demo."""
 from __future__ import annotations
 
 import argparse
@@ -141,7 +141,85 @@ def cmd_run_graph(args: argparse.Namespace, model) -> int:
     return 0
 
 
+def calibration_data(spec: str, input_shape: tuple, images: int | None) -> np.ndarray:
+    """--data: an .npz of images ("x", "images" or its first array), or
+    random:N (N seeded standard-normal images: no dataset needed)."""
+    if spec.startswith("random:"):
+        n = int(spec.split(":", 1)[1])
+        x = np.random.default_rng(1234).standard_normal((n,) + tuple(input_shape),
+                                                        dtype=np.float32)
+    else:
+        from .quantize import calibration_array
+
+        x = calibration_array(spec, input_shape)
+    return x[:images] if images else x
+
+
+def float_model(args: argparse.Namespace):
+    """The MODEL argument as a compiler GraphModel (zoo, mobilenet_v1, .onnx)."""
+    if args.model.endswith(".onnx"):
+        from . import onnx as onnx_frontend
+
+        return models.GraphModel(onnx_frontend.load(args.model))
+    if args.model not in MODEL_CHOICES:
+        raise ValueError(f"unknown model {args.model!r}: one of {', '.join(MODEL_CHOICES)} "
+                         f"or an .onnx file")
+    m = build_model(args)
+    return m if isinstance(m, models.GraphModel) else models.GraphModel(m.to_graph(),
+                                                                      dict(m.config))
+
+
+def quantized_model(args: argparse.Namespace):
+    """Quantize MODEL on --data (or load a saved quantized .npz)."""
+    from .quantize import quantize
+
+    if args.model.endswith(".npz"):
+        return models.GraphModel.load(args.model)
+    model = float_model(args)
+    x = calibration_data(args.data, model.input_shape, args.images)
+    keep = tuple(k for k in (args.keep_float or "").split(",") if k)
+    progress(f"{model.name}: calibrating on {len(x)} image(s) ({args.method}), quantizing")
+    return quantize(model, x, method=args.method, percentile=args.percentile,
+                    keep_float=keep, auto_float=args.auto_float)
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    qm = quantized_model(args)
+    prec = qm.precision
+    kept = [k for k, v in prec.items() if v == "f32"]
+    print(f"{qm.name}: {sum(v == 'int8' for v in prec.values())} int8 nodes, "
+          f"{len(kept)} float32 ({', '.join(kept) or 'none'}); calibration {qm.calibration}")
+    qm.save(args.out)
+    print(f"saved {args.out} (python3 -m pyaccel run {args.out})")
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from . import analysis
+
+    qm = quantized_model(args)
+    x = calibration_data(args.data, qm.input_shape, args.images)[:args.analyze_images]
+    if args.golden:
+        result = analysis.analyze(qm, x, None, args.flag)
+    else:
+        try:
+            dev = open_device(device_arg(args.device))
+        except (AccelError, ImportError, OSError) as e:
+            progress(f"no device ({e}): the int8 side is the golden model")
+            result = analysis.analyze(qm, x, None, args.flag)
+        else:
+            with dev:
+                result = analysis.analyze(qm, x, dev, args.flag)
+    print(result.table())
+    if args.png:
+        why = analysis.plot(result, args.png)
+        print(why or f"wrote {args.png}")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.model.endswith(".npz"):             # a saved (quantized) compiler model
+        return cmd_run_graph(args, models.GraphModel.load(args.model))
     if args.model not in MODEL_CHOICES:
         raise ValueError(f"unknown model {args.model!r}: one of {', '.join(MODEL_CHOICES)}")
     model = build_model(args)
@@ -225,7 +303,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def model_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", help=f"one of {', '.join(MODEL_CHOICES)} (check: or an .onnx file)")
+    p.add_argument("model", help=f"one of {', '.join(MODEL_CHOICES)} (check: or an .onnx file; "
+                   "run, analyze: or a saved .npz)")
     p.add_argument("--width", type=float, default=1.0, help="width multiplier")
     p.add_argument("--depth", type=int, help="allconv: conv layers (5); resnet: 18, 34, 50, "
                    "101, 152 (18); densenet: 121, 169, 201, 264 (121)")
@@ -258,6 +337,30 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--check", action="store_true", help="compare with the numpy reference")
     run.add_argument("-v", "--verbose", action="store_true", help="print the layer table")
     run.set_defaults(func=cmd_run)
+    qz = sub.add_parser("quantize", help="post-training int8 quantization of a network "
+                        "(saved as an .npz that run and analyze take)")
+    an = sub.add_parser("analyze", help="per-layer int8 vs float32 error of a network "
+                        "(device, or the golden model without one)")
+    for p_ in (qz, an):
+        model_arguments(p_)
+        p_.add_argument("--data", default="random:8",
+                        help="calibration images: an .npz (key x/images, or its first array) "
+                        "or random:N (default random:8)")
+        p_.add_argument("--images", type=int, help="use only the first N calibration images")
+        p_.add_argument("--method", choices=("minmax", "percentile"), default="minmax")
+        p_.add_argument("--percentile", type=float, default=99.99)
+        p_.add_argument("--keep-float", help="node names to keep in float32, comma-separated")
+        p_.add_argument("--auto-float", type=int, default=0,
+                        help="also keep the N layers with the largest error in float32")
+    qz.add_argument("-o", "--out", required=True, help="the quantized model's .npz")
+    qz.set_defaults(func=cmd_quantize)
+    an.add_argument("--analyze-images", type=int, default=4,
+                    help="images to compare on (the first of --data; default 4)")
+    an.add_argument("--flag", type=int, default=1, help="layers to flag for float32")
+    an.add_argument("--png", help="write a per-layer error plot (needs matplotlib)")
+    an.add_argument("--golden", action="store_true",
+                    help="the golden model even if a device is there")
+    an.set_defaults(func=cmd_analyze)
     sub.add_parser("selftest", help="quick correctness check against numpy"
                    ).set_defaults(func=cmd_selftest)
     demo = sub.add_parser("demo", help="all demo networks, with a results table")

@@ -420,8 +420,9 @@ class QuantizedModel(GraphModel):
     @property
     def precision(self) -> dict:
         """Each compute node's precision: "int8" or "f32"."""
-        return {n.name: ("int8" if "int8" in n.attrs else "f32") for n in self.graph.nodes
-                if n.op not in ("quantize", "dequantize")}
+        g = self.graph
+        return {n.name: ("int8" if g.tensors[n.outputs[0]].dtype == "s8" else "f32")
+                for n in g.nodes if n.op not in ("quantize", "dequantize")}
 
     def float_reference(self, x: np.ndarray) -> np.ndarray:
         if self.float_graph is None:
