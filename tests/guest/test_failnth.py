@@ -1,6 +1,6 @@
 """Error paths under allocation failure: for each ioctl and for mmap, fail
 the 1st, 2nd, ... allocation the call makes (/proc/thread-self/fail-nth,
-with failslab and fail_page_alloc) until the call succeeds. Every failed
+with failslab, fail_page_alloc and fail_usercopy) until the call succeeds. Every failed
 call must return ENOMEM (or EFAULT for a failed user copy), leak nothing,
 and leave the file usable.
 
@@ -41,7 +41,7 @@ def fault_injection_setup():
     """Let fail-nth fail sleeping allocations too, quietly (a stack dump per
     injected failure would read as a kernel problem)."""
     saved = {}
-    for attr in ("failslab", "fail_page_alloc"):
+    for attr in ("failslab", "fail_page_alloc", "fail_usercopy"):
         for name, value in (("ignore-gfp-wait", "N"), ("verbose", "0")):
             path = f"{DEBUGFS}/{attr}/{name}"
             if os.path.exists(path):
@@ -71,10 +71,9 @@ def each_failure(call):
                 err = None
             except (pyaccel.AccelError, OSError) as e:
                 err = e.errno
-            os.lseek(fd, 0, os.SEEK_SET)
-            left = int(os.read(fd, 16) or b"0")
-            os.write(fd, b"0")                  # disarm, whatever happened
-            if left:                            # no n-th allocation: it ran whole
+            left = int(os.read(fd, 16) or b"0")     # procfs: no seek, reads from the start
+            os.write(fd, b"0")                      # disarm, whatever happened
+            if left:                                # no n-th fault point: it ran whole
                 assert err is None, f"failed with errno {err} without an injected fault"
                 return errors
             errors.append(err)

@@ -121,16 +121,22 @@ def test_1_buffer_create_efault_racing_destroy(dev, dmesg_mark):
     pages.protect(pages.addr, PAGE, PROT_READ)
     ro_arg = ffi.cast("void *", pages.addr)
     before = stat("buffers")
-    stop = time.monotonic() + 4
+    # at least 4 s and 400 failing creates, at most 30 s (a debug kernel under
+    # load is many times slower)
+    t0 = time.monotonic()
     efaults, stolen, lost = [0], [0], []
 
+    def going() -> bool:
+        t = time.monotonic() - t0
+        return t < 30 and (t < 4 or efaults[0] < 400)
+
     def failing_creates():
-        while time.monotonic() < stop:
+        while going():
             assert errno_of(dev.ioctl, "BUFFER_CREATE", ro_arg) == errno.EFAULT
             efaults[0] += 1
 
     def sibling():
-        while time.monotonic() < stop:
+        while going():
             try:
                 destroy(dev, 1)          # the failing create's handle, if it is there
                 stolen[0] += 1
@@ -148,7 +154,7 @@ def test_1_buffer_create_efault_racing_destroy(dev, dmesg_mark):
     for t in threads:
         t.join()
     pages.close()
-    assert efaults[0] > 100
+    assert efaults[0] >= 50, f"only {efaults[0]} failed creates in 30 s"
     assert lost == [], "the failing create erased the sibling's buffer"
     assert stat("buffers") == before
     assert trouble(dmesg_mark()) == []
