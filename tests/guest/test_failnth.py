@@ -71,7 +71,7 @@ def each_failure(call):
                 err = None
             except (pyaccel.AccelError, OSError) as e:
                 err = e.errno
-            left = int(os.read(fd, 16) or b"0")     # procfs: no seek, reads from the start
+            left = int(os.pread(fd, 16, 0) or b"0")  # procfs: no lseek, but pread at 0
             os.write(fd, b"0")                      # disarm, whatever happened
             if left:                                # no n-th fault point: it ran whole
                 assert err is None, f"failed with errno {err} without an injected fault"
