@@ -72,7 +72,7 @@ def ioctl_fuzz_suite(calls: int, seconds: float, seed: int) -> dict:
     """The stateful fuzz, then: the device computes right, every buffer is
     gone once the files are closed, the kernel log is clean."""
     warn, buffers = kernel_trouble(), stat("buffers")
-    results = ioctl_fuzz.run(calls, seconds, seed)
+    results = ioctl_fuzz.run_isolated(calls, seconds, seed)
     inject("delay-us 0")
     inject("error-after 0")
     with pyaccel.open() as d:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import errno
+import faulthandler
 import json
 import mmap
 import os
@@ -735,8 +736,10 @@ def summary(totals: collections.Counter) -> dict:
             "undocumented": dict(undocumented)}
 
 
-def run(calls: int, seconds: float, seed: int, threads: int = 3, children: int = 2) -> dict:
-    """Epochs of calls until `calls` are done or `seconds` have passed."""
+def run(calls: int, seconds: float, seed: int, threads: int = 3, children: int = 2,
+        progress: str | None = None) -> dict:
+    """Epochs of calls until `calls` are done or `seconds` have passed; the
+    figures so far go to the file `progress` after every epoch."""
     rnd = random.Random(seed)
     totals: collections.Counter = collections.Counter()
     events: collections.Counter = collections.Counter()
@@ -744,6 +747,16 @@ def run(calls: int, seconds: float, seed: int, threads: int = 3, children: int =
     t0 = time.monotonic()
     epoch_s = min(6.0, max(1.0, seconds / 8))
     per_epoch = max(1000, calls // 40)
+
+    def figures() -> dict:
+        wall = time.monotonic() - t0
+        done = sum(totals.values())
+        return {"calls": done, "target_calls": calls, "budget_s": seconds,
+                "fuzz_s": round(wall, 1), "calls_per_s": round(done / wall),
+                "threads": threads, "children": children, "events": dict(events),
+                **summary(totals), "efault_state_lost": lost,
+                "worker_failures": events["worker_failures"]}
+
     while sum(totals.values()) < calls and time.monotonic() - t0 < seconds:
         lost += efault_checks()
         lost += run_epoch(rnd, min(calls - sum(totals.values()), per_epoch), epoch_s,
@@ -752,10 +765,42 @@ def run(calls: int, seconds: float, seed: int, threads: int = 3, children: int =
             write_debugfs("inject", cmd)
         write_debugfs("recover", "1")             # no fault left pending for the next
         log(f"{sum(totals.values())}/{calls} calls, {time.monotonic() - t0:.0f} s")
-    wall = time.monotonic() - t0
-    done = sum(totals.values())
-    return {"calls": done, "target_calls": calls, "budget_s": seconds,
-            "fuzz_s": round(wall, 1), "calls_per_s": round(done / wall),
-            "threads": threads, "children": children, "events": dict(events),
-            **summary(totals), "efault_state_lost": lost,
-            "worker_failures": events["worker_failures"]}
+        if progress:
+            with open(progress, "w") as f:
+                json.dump(figures(), f)
+    return figures()
+
+
+def run_isolated(calls: int, seconds: float, seed: int) -> dict:
+    """run() in a process of its own: if the fuzz process dies (a signal),
+    that is a worker failure, with the figures of the epochs before it and
+    every thread's Python stack on stderr (faulthandler), the fault's address
+    in dmesg (exception-trace)."""
+    progress = f"/tmp/ioctl_fuzz.{os.getpid()}.json"
+    try:                                # a segfault's address and PC in dmesg
+        with open("/proc/sys/debug/exception-trace", "w") as f:
+            f.write("1")
+    except OSError:
+        pass
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            faulthandler.enable(all_threads=True)
+            run(calls, seconds, seed, progress=progress)
+            status = 0
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(pid, 0)
+    try:
+        with open(progress) as f:
+            results = json.load(f)
+        os.unlink(progress)
+    except (OSError, ValueError):
+        results = {"calls": 0, "worker_failures": 0}
+    if status:
+        log(f"the fuzz process ended with status {status:#x} "
+            f"(signal {os.WTERMSIG(status) if os.WIFSIGNALED(status) else 'none'})")
+        results["worker_failures"] += 1
+        results["fuzz_process_status"] = status
+    return results
