@@ -92,6 +92,16 @@ def to_numpy(tensor: Any) -> np.ndarray:
     return numpy_helper.to_array(tensor)
 
 
+def np_dtype(elem_type: int) -> np.dtype:
+    """The numpy dtype of an ONNX TensorProto data type (onnx 1.12 and 1.13+)."""
+    import onnx
+
+    f = getattr(onnx.helper, "tensor_dtype_to_np_dtype", None)
+    if f is not None:
+        return np.dtype(f(elem_type))
+    return np.dtype(onnx.mapping.TENSOR_TYPE_TO_NP_TYPE[elem_type])
+
+
 def _attrs(onnx: Any, node: Any) -> dict:
     out = {}
     for a in node.attribute:
@@ -237,7 +247,7 @@ class Importer:
             tt = vi.type.tensor_type
             if not vi.type.HasField("tensor_type"):
                 self.fail("is not a tensor (sequences, maps, optionals are not supported)")
-            np_dt = self.onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type)
+            np_dt = np_dtype(tt.elem_type)
             if np.dtype(np_dt) != np.float32:
                 self.fail(f"is {np.dtype(np_dt).name}: the device computes float32 "
                           "(give it as a constant if it is a parameter)")
@@ -927,8 +937,7 @@ def _fold(op: str, args: list, a: dict, opset: int) -> list:
     if op == "CastLike":
         return [np.asarray(x).astype(np.asarray(args[1]).dtype)]
     if op == "Cast":
-        from onnx import helper
-        return [np.asarray(x).astype(helper.tensor_dtype_to_np_dtype(a["to"]))]
+        return [np.asarray(x).astype(np_dtype(a["to"]))]
     if op == "Gather":
         return [np.take(x, np.asarray(args[1], np.int64), axis=int(a.get("axis", 0)))]
     if op in ("Unsqueeze", "Squeeze"):
@@ -999,6 +1008,26 @@ def _fold(op: str, args: list, a: dict, opset: int) -> list:
         shape = [int(v) for v in np.asarray(args[1]).ravel()]
         return [np.asarray(x) * np.ones(shape, np.asarray(x).dtype)]
     raise ValueError(f"no constant folding for {op}")
+
+
+# Inputs at these positions are parameters (weights, statistics, bounds, shapes):
+# parameter_inputs finds graph inputs there, which load(constants=) can bind.
+PARAMETERS = {"Conv": (1, 2), "BatchNormalization": (1, 2, 3, 4), "Gemm": (1, 2),
+              "MatMul": (1,), "Clip": (1, 2), "Slice": (1, 2, 3, 4), "Split": (1,),
+              "Reshape": (1,), "ReduceMean": (1,), "Dropout": (1, 2)}
+
+
+def parameter_inputs(model: Any) -> list:
+    """Graph inputs of an ONNX model that feed a parameter position (a Conv's W
+    and B, a Gemm's B and C, Clip's bounds, Reshape's shape, ...): in a real
+    model they are initializers; a test feeding them as inputs can bind them."""
+    graph_inputs = [i.name for i in model.graph.input]
+    found = set()
+    for n in model.graph.node:
+        ins = list(n.input)
+        found.update(ins[i] for i in PARAMETERS.get(n.op_type, ()) if i < len(ins) and
+                     ins[i] in graph_inputs)
+    return [t for t in graph_inputs if t in found]
 
 
 def onnx_shape(graph: Graph, t: str) -> tuple:
