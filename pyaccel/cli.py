@@ -218,6 +218,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.model.endswith(".onnx"):            # pyaccel/onnx_cli.py (issue #12, ONNX half)
+        from .onnx_cli import run as run_onnx
+        return run_onnx(args)
     if args.model.endswith(".npz"):             # a saved (quantized) compiler model
         return cmd_run_graph(args, models.GraphModel.load(args.model))
     if args.model not in MODEL_CHOICES:
@@ -336,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     check.set_defaults(func=cmd_check)
     run.add_argument("--check", action="store_true", help="compare with the numpy reference")
     run.add_argument("-v", "--verbose", action="store_true", help="print the layer table")
+    run.add_argument("--output", help=".onnx models: write the first output (float32 .npy)")
     run.set_defaults(func=cmd_run)
     qz = sub.add_parser("quantize", help="post-training int8 quantization of a network "
                         "(saved as an .npz that run and analyze take)")
