@@ -380,7 +380,7 @@ class Importer:
         if hi is not None and np.isinf(hi) and hi > 0:
             hi = None
         if lo is not None and hi is not None and lo > hi:
-            self.fail(f"min {lo} > max {hi}")
+            lo = hi                     # ONNX: min > max sets every value to max
         if lo == 0.0 and hi is None:
             self.unary(node, "act", kind="relu")
         elif lo == 0.0 and hi == 6.0:
