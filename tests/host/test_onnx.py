@@ -236,7 +236,20 @@ def densenet_like(opset):
     return b.model((1, 3, 16, 16), b.gemm(x, c // 2, 10), "densenet_like")
 
 
-NETS = {"unseen": unseen, "resnet_like": resnet_like, "mobilenet_v2_like": mobilenet_v2_like,
+def preact_resnet_like(opset):
+    """ResNet v2 blocks: BN-ReLU-conv, the block's BN reads the previous Add
+    (a batch norm that starts a pre-activation block: scale_shift)."""
+    b = Net(opset, 6)
+    x, c = b.conv("input", 3, 16), 16
+    for _ in range(2):
+        y = b.conv(b.relu(b.bn(x, c)), c, c, bias=False)
+        y = b.conv(b.relu(b.bn(y, c)), c, c, bias=False)
+        x = b.node("Add", [x, y])
+    x = b.flatten_chain(b.gap(b.relu(b.bn(x, c))))
+    return b.model((1, 3, 16, 16), b.gemm(x, c, 10), "preact_resnet_like")
+
+
+NETS = {"unseen": unseen, "preact_resnet_like": preact_resnet_like, "resnet_like": resnet_like, "mobilenet_v2_like": mobilenet_v2_like,
         "shufflenet_v2_like": shufflenet_v2_like,
         "shufflenet_v2_like_slice": lambda o: shufflenet_v2_like(o, use_slice=True),
         "densenet_like": densenet_like}
@@ -296,6 +309,8 @@ def test_patterns_become_the_right_ops():
     assert "batchnorm" not in left
     # the BN after each Concat / starting each pre-activation block: 3 + 1 + 1
     assert left.count("scale_shift") == 5, left
+    pre = [n.op for n in api.prepare(ponnx.load(preact_resnet_like(13))).graph.nodes]
+    assert pre.count("scale_shift") == 3 and "batchnorm" not in pre, pre   # after each Add
     rn = api.prepare(ponnx.load(resnet_like(13)))
     assert "scale_shift" not in [n.op for n in rn.graph.nodes]     # all fold into convs
 
