@@ -27,9 +27,10 @@ and the reason; nothing is skipped silently. Tensors of another rank than 4
 (N, C, H, W) or 2 (N, F) are reshaped to 4-D around elementwise ops and
 activations and back, so ``Relu`` of a (3, 4, 5) tensor loads too.
 
-Without the ``onnx`` package, :func:`load` raises OnnxImportError saying so
-(``pip install onnx``, or Debian's python3-onnx); the rest of pyaccel does
-not need it.
+Without the ``onnx`` package, :func:`load` reads the file with
+:mod:`pyaccel.onnx_proto` (a pure-Python protobuf reader of the fields the
+importer uses; ``PYACCEL_ONNX_PROTO=1`` forces it); only external tensor
+data and ModelProto objects need the package.
 """
 from __future__ import annotations
 
@@ -60,12 +61,14 @@ class OnnxImportError(IRError):
 
 
 def _onnx():
+    """The onnx package, or None (then pyaccel.onnx_proto reads the files)."""
+    if os.environ.get("PYACCEL_ONNX_PROTO") == "1":         # force the built-in reader
+        return None
     try:
         import onnx
         from onnx import numpy_helper  # noqa: F401
-    except ImportError as e:
-        raise OnnxImportError("-", "-", f"reading ONNX files needs the onnx package ({e}): "
-                              "pip install onnx, or Debian's python3-onnx") from None
+    except ImportError:
+        return None
     return onnx
 
 
@@ -75,27 +78,62 @@ def load(model: Any, constants: Optional[Mapping[str, np.ndarray]] = None,
 
     constants: graph inputs to bind as constants (e.g. a node test's weights
     that arrive as inputs); batch: the size of a symbolic first dimension
-    (default 1; other symbolic dimensions are an error).
+    (default 1; other symbolic dimensions are an error). Without the onnx
+    package, files and bytes are read by pyaccel.onnx_proto.
     """
     onnx = _onnx()
     if isinstance(model, (str, os.PathLike)):
         path = os.fspath(model)
-        model = onnx.load(path)
         name = name or os.path.splitext(os.path.basename(path))[0]
-    elif isinstance(model, (bytes, bytearray)):
-        model = onnx.load_from_string(bytes(model))
+        try:
+            with open(path, "rb") as f:
+                model = f.read()
+        except OSError as e:
+            raise OnnxImportError("-", "file", f"cannot read {path}: {e}") from None
+    if isinstance(model, (bytes, bytearray)):
+        if onnx is not None:
+            model = onnx.load_from_string(bytes(model))
+        else:
+            from . import onnx_proto
+            try:
+                model = onnx_proto.load_model(bytes(model))
+            except (ValueError, IndexError, UnicodeDecodeError, struct_error()) as e:
+                raise OnnxImportError("-", "file", f"not a readable ONNX model: {e}") from None
+    elif onnx is None and not _is_proto(model):
+        raise OnnxImportError("-", "-", "a ModelProto object needs the onnx package: "
+                              "pip install onnx, or Debian's python3-onnx")
     return Importer(model, onnx, constants or {}, batch or 1).run(name)
 
 
+def struct_error():
+    import struct
+    return struct.error
+
+
+def _is_proto(obj: Any) -> bool:
+    from . import onnx_proto
+    return isinstance(obj, onnx_proto.Message)
+
+
 def to_numpy(tensor: Any) -> np.ndarray:
+    if _is_proto(tensor):
+        from . import onnx_proto
+        return onnx_proto.to_numpy(tensor)
     from onnx import numpy_helper
     return numpy_helper.to_array(tensor)
 
 
 def np_dtype(elem_type: int) -> np.dtype:
     """The numpy dtype of an ONNX TensorProto data type (onnx 1.12 and 1.13+)."""
-    import onnx
-
+    try:
+        import onnx
+    except ImportError:
+        onnx = None
+    if onnx is None or os.environ.get("PYACCEL_ONNX_PROTO") == "1":
+        from .onnx_proto import DTYPES
+        if elem_type not in DTYPES:
+            raise ValueError(f"ONNX data type {elem_type} is not supported")
+        return np.dtype(DTYPES[elem_type])
     f = getattr(onnx.helper, "tensor_dtype_to_np_dtype", None)
     if f is not None:
         return np.dtype(f(elem_type))
@@ -105,10 +143,15 @@ def np_dtype(elem_type: int) -> np.dtype:
 def _attrs(onnx: Any, node: Any) -> dict:
     out = {}
     for a in node.attribute:
-        v = onnx.helper.get_attribute_value(a)
+        if _is_proto(a):
+            from .onnx_proto import attribute_value
+            out[a.name] = attribute_value(a)
+            continue
+        import onnx as onnx_pkg
+        v = onnx_pkg.helper.get_attribute_value(a)
         if isinstance(v, bytes):
             v = v.decode()
-        elif a.type == onnx.AttributeProto.TENSOR:
+        elif a.type == onnx_pkg.AttributeProto.TENSOR:
             v = to_numpy(v)
         elif isinstance(v, list):
             v = [x.decode() if isinstance(x, bytes) else x for x in v]

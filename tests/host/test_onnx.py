@@ -10,7 +10,8 @@ loaded into the compiler's IR and run three ways against onnxruntime (CPU):
   Layer2 encoding: pyaccel.compiler.simulate.HostDevice);
 - max |error| <= 1e-4 of the output's range for both.
 
-No torch here (make test stays fast): tests/host/test_onnx_torch.py runs
+Without the onnx package the built-in reader (pyaccel.onnx_proto) gives the
+same graphs. No torch here (make test stays fast): tests/host/test_onnx_torch.py runs
 the PyTorch twins when torch is installed. Errors name the node, its op
 type and the reason; nothing unsupported is skipped silently.
 """
@@ -357,10 +358,23 @@ def test_unsupported_is_named(nodes, inits, node, op, why):
     assert why in e.value.reason and node in str(e.value) and op in str(e.value)
 
 
-def test_without_the_onnx_package(monkeypatch):
+@pytest.mark.parametrize("net", ["unseen", "shufflenet_v2_like_slice", "densenet_like"])
+def test_without_the_onnx_package(monkeypatch, tmp_path, net):
+    """pyaccel.onnx_proto reads the file when onnx is not installed: the same
+    graph (nodes, attributes, constants bit for bit) as through onnx."""
+    p = tmp_path / "m.onnx"
+    onnx.save(NETS[net](13), str(p))
+    want = ponnx.load(str(p))
     monkeypatch.setitem(sys.modules, "onnx", None)
-    with pytest.raises(ponnx.OnnxImportError, match="pip install onnx"):
-        ponnx.load("model.onnx")
+    with pytest.raises(ImportError):
+        import onnx as _  # noqa: F401
+    got = ponnx.load(str(p))
+    assert [(n.op, n.inputs, n.outputs, repr(n.attrs)) for n in got.nodes] == \
+        [(n.op, n.inputs, n.outputs, repr(n.attrs)) for n in want.nodes]
+    assert got.constants.keys() == want.constants.keys()
+    assert all(np.array_equal(got.constants[k], want.constants[k]) for k in want.constants)
+    with pytest.raises(ponnx.OnnxImportError, match="needs the onnx package"):
+        ponnx.load(NETS[net](13))               # a ModelProto object itself
 
 
 def test_stand_ins_for_other_ranks():
