@@ -125,11 +125,8 @@ def to_numpy(tensor: Any) -> np.ndarray:
 
 def np_dtype(elem_type: int) -> np.dtype:
     """The numpy dtype of an ONNX TensorProto data type (onnx 1.12 and 1.13+)."""
-    try:
-        import onnx
-    except ImportError:
-        onnx = None
-    if onnx is None or os.environ.get("PYACCEL_ONNX_PROTO") == "1":
+    onnx = _onnx()
+    if onnx is None:
         from .onnx_proto import DTYPES
         if elem_type not in DTYPES:
             raise ValueError(f"ONNX data type {elem_type} is not supported")
