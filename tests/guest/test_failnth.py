@@ -70,6 +70,16 @@ def armed(fd: int) -> int:
         return 1
 
 
+def disarm(fd: int) -> None:
+    """Write 0 to fail-nth. The write copies from user space, a fault point:
+    if the armed fault fails the write, that disarms it too."""
+    try:
+        os.write(fd, b"0")
+    except OSError as e:
+        if e.errno != errno.EFAULT:
+            raise
+
+
 def each_failure(call, undo=None):
     """Run call() with its n-th fault point failing, n = 1, 2, ... until it
     runs whole. Return the errnos of the failed attempts (one per n).
@@ -89,7 +99,7 @@ def each_failure(call, undo=None):
             except (pyaccel.AccelError, OSError) as e:
                 err = e.errno
             left = armed(fd)
-            os.write(fd, b"0")                      # disarm, whatever happened
+            disarm(fd)
             if left:                                # no n-th fault point: it ran whole
                 assert err is None, f"failed with errno {err} without an injected fault"
                 return errors
