@@ -66,7 +66,8 @@ DOCUMENTED = {
     "INFO": COMMON,
     "BUFFER_CREATE": COMMON | {errno.E2BIG, errno.ENOMEM},
     "BUFFER_DESTROY": COMMON | {errno.ENOENT},
-    "SUBMIT": COMMON | {errno.ENOENT, errno.EOVERFLOW, errno.EBUSY, errno.ENOMEM},
+    "SUBMIT": COMMON | {errno.ENOENT, errno.EOVERFLOW, errno.EBUSY, errno.ENOMEM,
+                        errno.EOPNOTSUPP},
     "WAIT": COMMON | {errno.ETIMEDOUT, errno.EINTR, errno.ENOENT},
     "mmap": {errno.EINVAL, errno.ENODEV},
 }

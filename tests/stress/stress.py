@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 TOP = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(TOP / "scripts"), str(TOP / "tests" / "host"), str(TOP)]
+sys.path[:0] = [str(TOP / "scripts"), str(TOP / "tests" / "host"), str(TOP),
+                str(TOP / "bench")]
 
 import board  # noqa: E402
 
@@ -162,14 +163,33 @@ def run(short: bool, kernel: str | None = None) -> tuple[dict, str, list[str]]:
     return results, text, bad
 
 
+README_BEGIN = "<!-- stress: begin (tests/stress/stress.py) -->"
+README_END = "<!-- stress: end -->"
+
+
+def update_readme(results: dict) -> None:
+    """The top README's reliability table, from a full run's results (never by hand)."""
+    from report import update_readme as paste  # bench/report.py
+
+    text, _ = table(results)
+    paste(TOP / "README.md", f"```\n{text}\n```", README_BEGIN, README_END)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--short", action="store_true")
     ap.add_argument("--kernel", choices=board.KERNELS)
+    ap.add_argument("--readme", action="store_true",
+                    help="only paste tests/stress/results.json's table into README.md")
     args = ap.parse_args()
+    if args.readme:
+        update_readme(json.loads((TOP / "tests" / "stress" / "results.json").read_text()))
+        return 0
     results, text, bad = run(args.short, args.kernel)
     (TOP / "tests" / "stress" / ("results-short.json" if args.short else "results.json")
      ).write_text(json.dumps(results, indent=1) + "\n")
+    if not args.short:
+        update_readme(results)
     print(text)
     if bad:
         print("\nmust-be-zero figures that are not:\n  " + "\n  ".join(bad))

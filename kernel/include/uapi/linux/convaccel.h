@@ -375,7 +375,8 @@ struct convaccel_layer2 {
  * dilation and padding; every size within the device's limits) and each
  * tensor's whole extent against its buffer. Errors: EINVAL (counts, sizes,
  * shapes the device cannot run, misaligned offsets), ENOENT (a handle is
- * not this file's),
+ * not this file's), EOPNOTSUPP (CONVACCEL_SUBMIT_LAYER2, an op, an
+ * activation or a data type the device does not have: see INFO),
  * EOVERFLOW (a tensor runs past the end of its buffer), EBUSY (this file
  * has too many unfinished jobs), ENOMEM.
  */
