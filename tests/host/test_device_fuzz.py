@@ -132,8 +132,18 @@ def fuzz_commands(rnd: random.Random, tag: int) -> list[str]:
     return [f"read{size} {BASE + off:#x}", f"write{size} {BASE + off:#x} 0x1"]
 
 
+V2_SHARE = 0.125      # of the steps: hardware 2.0 descriptors (test_device_v2.fuzz_step_v2)
+
+
 def fuzz_step(q: QTest, rnd: random.Random, tag: int) -> None:
-    q.pipeline(fuzz_commands(rnd, tag))
+    """One fuzz step: a pipeline of random register and v1 descriptor traffic,
+    or (one in eight) a v2 job: views, ops, dtypes, tables, corrupted fields."""
+    if rnd.random() < V2_SHARE:
+        from test_device_v2 import fuzz_step_v2
+
+        fuzz_step_v2(q, rnd, tag)
+    else:
+        q.pipeline(fuzz_commands(rnd, tag))
 
 
 # --- checked steps -------------------------------------------------------------

@@ -35,7 +35,7 @@ import traceback
 import cffi
 
 import pyaccel
-from pyaccel import Layer, Tensor, uapi
+from pyaccel import Layer, Layer2, Tensor, View, uapi
 from pyaccel.device import _libc
 from pyaccel.jobs import encode
 from pyaccel.uapi import ffi
@@ -174,6 +174,44 @@ def random_layers(rnd: random.Random, handle: int, count: int):
                         fuzz_value(rnd) & 0xFFFFFFFF)
             else:
                 setattr(arr[i], name, fuzz_value(rnd) & 0xFFFFFFFF)
+    return arr
+
+
+def valid_layers2(handle: int, count: int):
+    """Hardware 2.0 layers (struct convaccel_layer2): an ADD of two views."""
+    geo = dict(n=1, c_in=2, h_in=4, w_in=4, c_out=2, h_out=4, w_out=4, groups=1,
+               kh=1, kw=1, stride_h=1, stride_w=1, dil_h=1, dil_w=1)
+    v = lambda o: View(handle, o)  # noqa: E731
+    return encode([Layer2("add", in0=v(0), in1=v(4096), out=v(8192), activation="relu",
+                          geometry=geo)] * count)
+
+
+VIEWS = ("in0", "in1", "out")
+TABLES = ("weight", "bias", "requant", "lut")
+
+
+def random_layers2(rnd: random.Random, handle: int, count: int):
+    """Plausible v2 layers with a few fields corrupted: op, flags, activation,
+    geometry, quantization fields, a view's dtype, offset or strides, a table."""
+    arr = valid_layers2(handle, count)
+    names = uapi.struct_fields("struct convaccel_layer2")
+    for i in range(count):
+        for _ in range(rnd.randint(1, 3)):
+            name = rnd.choice(names)
+            if name in VIEWS:
+                sub = rnd.choice(uapi.struct_fields("struct convaccel_view"))
+                bits = 64 if sub == "offset" else 32
+                setattr(getattr(arr[i], name), sub, fuzz_value(rnd) & ((1 << bits) - 1))
+            elif name in TABLES:
+                setattr(getattr(arr[i], name), rnd.choice(["handle", "pad", "offset"]),
+                        fuzz_value(rnd) & 0xFFFFFFFF)
+            elif name in ("op", "activation", "flags") and rnd.random() < 0.7:
+                setattr(arr[i], name, rnd.randrange(0, 16))     # near the valid codes
+            else:
+                value = fuzz_value(rnd) & 0xFFFFFFFF
+                if name.startswith(("zp_", "act_m")):
+                    value = value - (1 << 32) if value >= 1 << 31 else value
+                setattr(arr[i], name, value)
     return arr
 
 
@@ -337,6 +375,14 @@ class Worker:
             self.keep.append(layers)   # the struct holds only its address
             add("SUBMIT", ffi.new("struct convaccel_submit *", {
                 "layers": addr(layers), "layer_count": n, "layer_size": sz}))
+        sz2 = ffi.sizeof("struct convaccel_layer2")
+        for _ in range(8):
+            n = rnd.choice([1, 2])
+            layers = random_layers2(rnd, pick(rnd, self.pool.handles), n)
+            self.keep.append(layers)
+            add("SUBMIT", ffi.new("struct convaccel_submit *", {
+                "layers": addr(layers), "layer_count": n, "layer_size": sz2,
+                "flags": uapi.CONSTANTS["CONVACCEL_SUBMIT_LAYER2"]}))
         for name in REQ:
             for _ in range(3):
                 arg = random_struct(rnd, f"struct convaccel_{name.lower()}")
