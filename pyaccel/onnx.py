@@ -748,24 +748,6 @@ class Importer:
         s[ax] = self.g.shape(y)[1]
         return self.reshaped(y, tuple(s), onnx_out)
 
-    def channels(self, t: str, axis: int) -> str:
-        """An IR tensor whose axis 1 (channels) is ONNX axis `axis` of t."""
-        s = self.shape(t)
-        ax = axis + len(s) if axis < 0 else axis
-        if len(self.g.shape(t)) == 2 and ax == 1:
-            return self.nchw(t)
-        if self.ir_axis(t, ax) != 1 or len(self.g.shape(t)) != 4:
-            self.fail(f"axis {axis} of a {s} tensor: only the channels (axis 1) of "
-                      "(N, C, H, W) (or the axis that maps to them) are supported")
-        return t
-
-    def view_out(self, y: str, like: str, axis: int, onnx_out: str) -> str:
-        """The ONNX shape of a view op's output y: like's, with y's channels at axis."""
-        s = list(self.shape(like))
-        ax = axis + len(s) if axis < 0 else axis
-        s[ax] = self.g.shape(y)[1]
-        return self.reshaped(y, tuple(s), onnx_out)
-
     def channel_axis(self, a: dict, s: tuple, default: int = 0) -> None:
         axis = int(a.get("axis", default))
         axis = axis + len(s) if axis < 0 else axis
