@@ -39,12 +39,13 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from .compiler.ir import Graph, IRError
+from .compiler.ir import Graph, IRError, Quant
 
 SUPPORTED = ("Conv", "BatchNormalization", "Relu", "Clip", "LeakyRelu", "Sigmoid",
              "HardSigmoid", "HardSwish", "Add", "Mul", "Concat", "Split", "Slice", "Reshape",
              "Transpose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
-             "ReduceMean", "Flatten", "Gemm", "MatMul", "Softmax", "Identity", "Dropout")
+             "ReduceMean", "Flatten", "Gemm", "MatMul", "Softmax", "Identity", "Dropout",
+             "QuantizeLinear", "DequantizeLinear")
 FOLDABLE = ("Constant", "Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Add",
             "Sub", "Mul", "Div", "Slice", "Reshape", "Identity", "ConstantOfShape", "Range",
             "Floor", "Ceil", "Sqrt", "Neg", "Transpose", "Equal", "Where", "Expand", "Size",
@@ -103,6 +104,27 @@ def load(model: Any, constants: Optional[Mapping[str, np.ndarray]] = None,
         raise OnnxImportError("-", "-", "a ModelProto object needs the onnx package: "
                               "pip install onnx, or Debian's python3-onnx")
     return Importer(model, onnx, constants or {}, batch or 1).run(name)
+
+
+def load_model(model: Any, constants: Optional[Mapping[str, np.ndarray]] = None,
+               batch: Optional[int] = None, name: Optional[str] = None) -> Any:
+    """An ONNX model as a compiler model: a builder.GraphModel, or, for a QDQ
+    model (QuantizeLinear/DequantizeLinear pairs as onnxruntime's
+    quantize_static writes them), a pyaccel.quantize.QuantizedModel whose int8
+    layers use the file's scales and zero points (``from_qdq``)."""
+    g = load(model, constants, batch, name)
+    if is_qdq(g):
+        from .quantize import from_qdq
+
+        return from_qdq(g)
+    from .compiler.builder import GraphModel
+
+    return GraphModel(g)
+
+
+def is_qdq(graph: Graph) -> bool:
+    """True if a loaded graph came from a QDQ model (its tensors carry scales)."""
+    return any(i.quant is not None for t, i in graph.tensors.items() if t not in graph.constants)
 
 
 def struct_error():
@@ -170,6 +192,7 @@ class Importer:
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
                           1)
         self.consts: dict[str, np.ndarray] = {}     # ONNX name -> array (folded)
+        self.dq: dict[str, Quant] = {}              # ONNX constant -> its DequantizeLinear's
         self.values: dict[str, Any] = {}            # ONNX name -> IR tensor name or _Shuffle
         self.g: Graph = Graph()
         self.node_name = ""
@@ -217,12 +240,15 @@ class Importer:
         return v
 
     def constant(self, name: str, array: Optional[np.ndarray] = None) -> str:
+        """An IR constant of ONNX constant `name` (or of `array` derived from
+        it); a QDQ model's dequantized weight keeps its Quant as the marker
+        that the quantizer made it int8."""
         a = self.consts[name] if array is None else array
         a = np.asarray(a)
         if a.dtype.kind == "f":
             a = a.astype(np.float32)
         t = self.g.unique_name(f"const:{name}")
-        self.g.add_constant(t, a)
+        self.g.add_constant(t, a, self.dq.get(name))
         return t
 
     def const(self, name: str, what: str) -> np.ndarray:
@@ -249,8 +275,8 @@ class Importer:
     def float_tensor(self, t: str) -> None:
         dt = self.g.tensors[t].dtype
         if dt != "f32":
-            self.fail(f"input {t!r} is {dt}: the device computes float32 (int8 models "
-                      "arrive as QuantizeLinear/DequantizeLinear: not supported yet)")
+            self.fail(f"input {t!r} is {dt}: operators compute float32 tensors (int8 "
+                      "models arrive as QuantizeLinear/DequantizeLinear pairs)")
 
     def reshaped(self, t: str, shape: tuple, onnx_out: str) -> str:
         """IR tensor t (any ONNX shape) as ONNX shape `shape`: a reshape to the
@@ -340,9 +366,12 @@ class Importer:
         """Compute node now if its inputs are all known constants (Shape: a
         static shape); True if done."""
         op = node.op_type
+        ins = list(node.input)
+        if op == "DequantizeLinear" and ins[0] in self.consts and ins[0] not in self.values:
+            self.consts[node.output[0]] = self.dequantize(node)
+            return True
         if op not in FOLDABLE:
             return False
-        ins = list(node.input)
         if op == "Shape":
             src = self.values.get(ins[0])
             if src is None or isinstance(src, _Shuffle):
@@ -378,6 +407,72 @@ class Importer:
         return True
 
     # --- operators ------------------------------------------------------------------------
+
+    # --- QDQ: QuantizeLinear / DequantizeLinear (onnxruntime's quantize_static) --------
+
+    def qparams(self, node, a) -> tuple:
+        """(scale, zero point, zero point's dtype, axis) of a Q or DQ node."""
+        s = np.asarray(self.const(node.input[1], "scale"), np.float64)
+        zp = self.opt_const(list(node.input), 2, "zero point")
+        zp = np.zeros((), np.uint8) if zp is None else np.asarray(zp)
+        return s, zp, zp.dtype, int(a.get("axis", 1))
+
+    def dequantize(self, node) -> np.ndarray:
+        """A DequantizeLinear of a constant (a QDQ model's weights, biases):
+        folded to float32; the weight remembers its scales (constant())."""
+        s, zp, _, axis = self.qparams(node, _attrs(self.onnx, node))
+        q = np.asarray(self.consts[node.input[0]])
+        if q.dtype.kind not in "iu":
+            self.fail(f"dequantizes a {q.dtype} constant: int8, uint8 or int32 expected")
+        shape = [1] * q.ndim
+        if s.ndim == 1 and q.ndim:
+            shape[axis % q.ndim] = s.size
+        sv, zv = s.reshape(shape), zp.astype(np.float64).reshape(shape if zp.ndim else [])
+        w = ((q.astype(np.float64) - zv) * sv).astype(np.float32)
+        if q.dtype == np.int8:
+            self.dq[node.output[0]] = Quant(s if s.ndim else float(s), 0 if not zp.ndim
+                                            else int(zp.ravel()[0]))
+        return w
+
+    def activation_quant(self, node, a) -> Quant:
+        s, zp, zdt, _ = self.qparams(node, a)
+        if zdt != np.int8:
+            self.fail(f"{zdt} activations: the device's int8 is signed (quantize with "
+                      "activation_type=QuantType.QInt8)")
+        if s.size != 1 or zp.size != 1:
+            self.fail("per-axis activation quantization: activations take one scale and "
+                      "zero point per tensor")
+        return Quant(float(np.float32(s.ravel()[0])), int(zp.ravel()[0]))
+
+    def op_QuantizeLinear(self, node, a):
+        """A QDQ pair's Q: the tensor stays float32 in the IR and carries the
+        (scale, zero point) that pyaccel.quantize.from_qdq gives its int8 form.
+        A second, different Q of one tensor becomes a requantizing copy."""
+        v = self.values.get(node.input[0])
+        if isinstance(v, _Shuffle):                  # inside a channel shuffle: its scale
+            self.values[node.output[0]] = v          # is its source's (a view)
+            return
+        x = self.tensor(node.input[0])
+        self.float_tensor(x)
+        q = self.activation_quant(node, a)
+        old = self.g.tensors[x].quant
+        if old is not None and (old.scale, old.zero_point) != (q.scale, q.zero_point):
+            x = self.standin(self.add("copy", [x], [self.out_name(node.output[0])]
+                                      ).outputs[0], self.shape(x))
+        self.g.tensors[x].quant = q
+        self.values[node.output[0]] = x
+
+    def op_DequantizeLinear(self, node, a):
+        v = self.values.get(node.input[0])
+        if v is None:
+            self.fail(f"dequantizes {node.input[0]!r}, which no QuantizeLinear wrote (int8 "
+                      "graph inputs are not supported: the graph input is float32)")
+        if not isinstance(v, _Shuffle):
+            q, want = self.g.tensors[v].quant, self.activation_quant(node, a)
+            if q is None or (q.scale, q.zero_point) != (want.scale, want.zero_point):
+                self.fail(f"its scale and zero point ({want.scale:g}, {want.zero_point}) "
+                          f"differ from the QuantizeLinear's that wrote {node.input[0]!r}")
+        self.values[node.output[0]] = v
 
     def op_Identity(self, node, a):
         self.values[node.output[0]] = self.tensor(node.input[0])
@@ -592,6 +687,8 @@ class Importer:
         s = self.shape(x)
         if len(s) != 2 and not (len(s) == 4 and s[2:] == (1, 1)):
             self.fail(f"input {s}: a fully connected layer takes (N, F) (flatten first)")
+        if node.input[1] in self.dq:                  # keep the QDQ marker (see constant)
+            self.dq[node.output[0] + ".weight"] = self.dq[node.input[1]]
         ins = [x, self.constant(node.output[0] + ".weight", weight.astype(np.float32))]
         if bias is not None:
             ins.append(self.constant(node.output[0] + ".bias", bias.astype(np.float32)))

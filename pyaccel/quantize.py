@@ -119,6 +119,8 @@ class Calibration:
     method: str
     percentile: float
     images: int
+    fixed: dict = field(default_factory=dict)       # tensor -> Quant (a QDQ model's)
+    fixed_pre: dict = field(default_factory=dict)   # node output -> its pre-activation Quant
 
 
 def _chunks(data: np.ndarray, size: int) -> Iterable[np.ndarray]:
@@ -204,17 +206,20 @@ def int8_capable(g: Graph, n: Node) -> Optional[str]:
 class _Builder:
     """The quantized graph's structure, node by node, with lazy conversions."""
 
-    def __init__(self, fg: Graph) -> None:
+    def __init__(self, fg: Graph, fixed: Optional[Mapping] = None) -> None:
         self.fg = fg
+        self.fixed = fixed or {}    # a QDQ model's scales: a concat input at another one
+                                    # is rounded to it first, then copied at the concat's
         self.g = Graph(fg.name + "-int8")
         self.q: dict = {}           # float tensor -> its s8 tensor
         self.f: dict = {}           # float tensor -> its f32 tensor
         self.source: dict = {}      # s8 tensor -> the float tensor whose range it has
+        self.requant: set = set()   # requantizing copies: their group's scale, not the source's
         self.in_concat: set = set()
 
     def const(self, t: str) -> str:
         if t not in self.g.tensors:
-            self.g.add_constant(t, self.fg.constants[t])
+            self.g.add_constant(t, self.fg.constants[t], self.fg.tensors[t].quant)
         return t
 
     def as_q(self, t: str) -> str:
@@ -240,11 +245,13 @@ class _Builder:
         qt = self.as_q(t)
         p = self.g.producer(qt)
         if (p is None or p.op not in FREE_PRODUCERS or qt in self.in_concat
-                or concat.inputs.count(t) > 1 or qt in self.g.inputs):
+                or concat.inputs.count(t) > 1 or qt in self.g.inputs
+                or self.fixed.get(t) != self.fixed.get(concat.outputs[0])):
             node = self.g.add_node("copy", [qt], [self.g.unique_name(f"{t}.requant")],
                                    name=self.g.unique_name(f"{t}.requant"))
             qt = node.outputs[0]
             self.source[qt] = t
+            self.requant.add(qt)
         self.in_concat.add(qt)
         return qt
 
@@ -313,6 +320,8 @@ def _fill(g: Graph, n: Node, calib: Calibration) -> None:
     if lut_act is not None:
         if op in ("act", "maxpool", "global_maxpool"):
             s_mid, zp_mid = s_in, zp_in
+        elif y in calib.fixed_pre:
+            s_mid, zp_mid = calib.fixed_pre[y].scale, calib.fixed_pre[y].zero_point
         else:
             s_mid, zp_mid = quant.qparams(*calib.pre.get(y, calib.ranges.get(y, (0.0, 0.0))))
     q: dict = dict(zp_in0=zp_in, zp_out=zp_mid, act_min=-128, act_max=127,
@@ -329,7 +338,7 @@ def _fill(g: Graph, n: Node, calib: Calibration) -> None:
     rq = None
     if op in ("conv", "fc", "scale_shift"):
         w = g.constants[n.inputs[1]]
-        wq, s_w = quant.quantize_weights(w)
+        wq, s_w = _weights(w, g.tensors[n.inputs[1]].quant)
         wt = g.add_constant(g.unique_name(f"{n.inputs[1]}.q"), wq, Quant(s_w, 0))
         ins = [x, wt]
         if len(n.inputs) > 2 or op == "scale_shift":
@@ -354,6 +363,23 @@ def _fill(g: Graph, n: Node, calib: Calibration) -> None:
     a["activation"] = None
 
 
+def _weights(w: np.ndarray, fixed: Optional[Quant]) -> tuple:
+    """int8 weights and per-output-channel scales: a QDQ model's own (the
+    dequantized weight divided back by its scales: exact), else symmetric
+    max/127 per channel (quant.quantize_weights)."""
+    if fixed is None:
+        return quant.quantize_weights(w)
+    s = np.broadcast_to(np.asarray(fixed.scale, np.float64).ravel(), (w.shape[0],)) \
+        if np.size(fixed.scale) in (1, w.shape[0]) else None
+    if s is None or fixed.zero_point != 0:
+        raise ValueError(f"weights of shape {w.shape} with {np.size(fixed.scale)} scales and "
+                         f"zero point {fixed.zero_point}: the device takes symmetric weights "
+                         "with one scale per output channel or per tensor")
+    per_c = (slice(None),) + (None,) * (w.ndim - 1)
+    q = np.rint(np.asarray(w, np.float64) / s[per_c])
+    return np.clip(q, -128, 127).astype(np.int8), s.copy()
+
+
 def quantize_graph(graph: Graph, calib: Calibration, keep_float: Iterable[str] = ()) -> Graph:
     """The int8 graph of float graph `graph` (after float_passes) with the
     ranges of `calib`; nodes named in keep_float stay float32."""
@@ -363,14 +389,19 @@ def quantize_graph(graph: Graph, calib: Calibration, keep_float: Iterable[str] =
     if unknown:
         raise QuantizeError(f"keep_float names no node of {graph.name}: {unknown} "
                             f"(nodes: {', '.join(sorted(names)[:12])} ...)")
-    b = _Builder(graph)
+    b = _Builder(graph, calib.fixed)
     for t in graph.inputs:
         b.g.add_input(t, graph.shape(t))
         b.f[t] = t
     for n in graph.nodes:
         b.node(n, n.name not in keep and int8_capable(graph, n) is None)
     for t in graph.outputs:
-        b.g.mark_output(b.as_f(t))
+        if t in calib.fixed and t not in b.q:          # a QDQ model rounds this float output
+            node = b.g.add_node("dequantize", [b.as_q(t)], [b.g.unique_name(f"{t}:qdq")],
+                                name=b.g.unique_name(f"{t}.dequantize"))
+            b.g.mark_output(node.outputs[0])
+        else:
+            b.g.mark_output(b.as_f(t))
     g = b.g
     luts = {n.name for n in g.nodes if n.op in ("maxpool", "global_maxpool") and _lut_act(g, n)}
     groups = _union_groups(g, luts)
@@ -378,11 +409,14 @@ def quantize_graph(graph: Graph, calib: Calibration, keep_float: Iterable[str] =
     for t, r in groups.items():
         members.setdefault(r, []).append(t)
     for r, ts in members.items():
-        spans = [calib.ranges.get(b.source.get(t, t)) for t in ts]
-        spans = [s for s in spans if s is not None]
-        lo = min((s[0] for s in spans), default=0.0)
-        hi = max((s[1] for s in spans), default=0.0)
-        scale, zp = quant.qparams(lo, hi)
+        if calib.fixed:
+            scale, zp = _fixed_group(ts, b, calib)
+        else:
+            spans = [calib.ranges.get(b.source.get(t, t)) for t in ts]
+            spans = [s for s in spans if s is not None]
+            lo = min((s[0] for s in spans), default=0.0)
+            hi = max((s[1] for s in spans), default=0.0)
+            scale, zp = quant.qparams(lo, hi)
         for t in ts:
             g.tensors[t].quant = Quant(scale, zp)
     for n in list(g.nodes):
@@ -401,6 +435,67 @@ def quantize_graph(graph: Graph, calib: Calibration, keep_float: Iterable[str] =
     passes.remove_dead(g)
     g.check()
     return g
+
+
+def _fixed_group(ts: list, b: "_Builder", calib: Calibration) -> tuple:
+    """The one (scale, zero point) a QDQ model gives a group of tensors that
+    share storage (a requantizing copy takes its group's, not its source's)."""
+    found = {}
+    for t in ts:
+        src = None if t in b.requant else b.source.get(t, t)
+        q = calib.fixed.get(src)
+        if q is not None:
+            found.setdefault((float(q.scale), int(q.zero_point)), []).append(src)
+    if len(found) == 1:
+        return next(iter(found))
+    if not found:
+        raise QuantizeError(f"the QDQ model gives no scale to {', '.join(sorted(ts)[:4])}")
+    raise QuantizeError("tensors that share storage on the device (views, a concat and its "
+                        "inputs, a max pool) have different scales in the QDQ model: " +
+                        "; ".join(f"{', '.join(v[:3])}: scale {k[0]:g} zero point {k[1]}"
+                                  for k, v in found.items()))
+
+
+def qdq_precision(fg: Graph) -> dict:
+    """Each node of float graph fg (after float_passes) of a QDQ model: None
+    if it becomes an int8 layer, else why it stays float32."""
+    out = {}
+    for n in fg.nodes:
+        why = int8_capable(fg, n)
+        if why is None:
+            ts = [t for t in n.inputs if t not in fg.constants] + list(n.outputs)
+            bare = [t for t in ts if fg.tensors[t].quant is None]
+            if bare:
+                why = f"the QDQ model leaves {bare[0]} float (no QuantizeLinear)"
+            elif n.op in ("conv", "fc", "scale_shift") and fg.tensors[n.inputs[1]].quant is None:
+                why = "its weights are float in the QDQ model (no DequantizeLinear)"
+        out[n.name] = why
+    return out
+
+
+def from_qdq(graph: Graph) -> "QuantizedModel":
+    """The int8 model of a loaded QDQ graph (pyaccel.onnx.load of a model that
+    onnxruntime.quantization.quantize_static wrote in QDQ format): every node
+    whose inputs, outputs (and weights) the file quantizes becomes an int8
+    layer with the file's activation scales and zero points; the others stay
+    float32, with DEQUANTIZE/QUANTIZE at their edges (``float_reasons``).
+    Weights are re-quantized symmetric per output channel from their
+    dequantized values, which gives back the file's int8 weights and scales
+    (the same max/127 rule); biases int32 at s_in * s_w."""
+    pre = {a.outputs[0]: graph.tensors[a.inputs[0]].quant for a in graph.nodes
+           if a.op == "act" and graph.tensors[a.inputs[0]].quant is not None}
+    fg = float_passes(graph)
+    fixed = {t: i.quant for t, i in fg.tensors.items()
+             if i.quant is not None and t not in fg.constants}
+    reasons = qdq_precision(fg)
+    keep = tuple(n for n, why in reasons.items() if why is not None)
+    calib = Calibration({}, {}, "qdq", 0.0, 0, fixed, pre)
+    qg = quantize_graph(fg, calib, keep)
+    for t, i in fg.tensors.items():                   # the float graph: no stray scales
+        if t not in fg.constants:
+            i.quant = None
+    info = dict(method="qdq", float_reasons={n: w for n, w in reasons.items() if w})
+    return QuantizedModel(qg, {}, fg, keep, info)
 
 
 # --- the model --------------------------------------------------------------------------
