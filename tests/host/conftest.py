@@ -129,9 +129,25 @@ class BoardCheck(pytest.Item):
         return self.path, None, self.name
 
 
+def export_for_guest() -> list[str]:
+    """Write what guest tests read over the share before the board boots: the
+    ONNX node tests (onnx_node_tests.py) and the zoo's ONNX models with
+    onnxruntime's answers (guest_models.py). Returns the problems."""
+    problems = []
+    for mod in ("onnx_node_tests", "guest_models"):
+        try:
+            __import__(mod).export()
+        except ImportError as e:
+            problems.append(f"{mod}.export() needs {e.name}: the host test venv lacks it")
+        except Exception as e:  # noqa: BLE001 - reported as the board check's failure
+            problems.append(f"{mod}.export() failed: {type(e).__name__}: {e}")
+    return problems
+
+
 class GuestSuite(pytest.File):
     def collect(self):
         ensure_built()
+        exported = export_for_guest()
         run_dir = RUNS / "guest-suite"
         junit = run_dir / "junit.xml"
         junit.unlink(missing_ok=True)
@@ -143,7 +159,7 @@ class GuestSuite(pytest.File):
         cases = parse_junit(junit) if junit.exists() else []
         for case in cases:
             yield GuestTest.from_parent(self, name=case.name, case=case)
-        problems = list(r.problems)
+        problems = exported + list(r.problems)
         if not cases:
             problems.append("the guest suite produced no results")
         elif r.status not in (0, None) and not any(c.outcome == "failed" for c in cases):
