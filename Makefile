@@ -21,7 +21,7 @@ help:
 	@echo "make artifacts  build QEMU, kernel module, guest image and device trees"
 	@echo "make bench-device  the device's compute kernels vs PyTorch on the host"
 	@echo "make bench      the device vs the guest CPU and host PyTorch: ratios, overhead, scaling"
-	@echo "make study      train the width/depth study's networks, evaluate them on the device"
+	@echo "make study      the width/depth study on Fashion-MNIST: train, evaluate on the device (resumable)"
 	@echo "make stress     fuzz, faults, load, life cycle, isolation: one table of figures"
 	@echo "make lint       checkpatch --strict, kernel-doc and sparse on the driver"
 
@@ -65,7 +65,7 @@ bench: setup
 	@py=$$(scripts/venv.sh bench/requirements.txt) && $$py bench/bench.py
 
 study: setup
-	@py=$$(scripts/venv.sh bench/requirements.txt) && $$py study/train.py && $$py study/evaluate.py
+	@py=$$(scripts/venv.sh bench/requirements.txt) && nice -n 19 $$py study/run.py
 
 clean:
 	rm -rf build

@@ -20,6 +20,8 @@ PKGS=(
 	bc flex bison libssl-dev libelf-dev
 	# host test environment (pylibfdt for dtschema builds with swig)
 	python3-dev swig
+	# the width/depth study's data (study/fashion.py)
+	dataset-fashion-mnist
 )
 BPO_PKGS=(meson python3-pycotap)
 

@@ -1,13 +1,16 @@
-"""`make study`, step 2 (guest half): every trained network's test-split
-inference on the device, through pyaccel. Runs inside the board.
+"""`make study`, step 2 (guest half): trained runs on the device, float32 and
+int8, through pyaccel's compiler and the real driver. Runs inside the board.
 
-    python3 study/guest_eval.py [--json /out/study.json] [--repeats N]
+    python3 study/guest_eval.py --jobs build/study/eval/jobs.json --out /out [--repeats N]
 
-Per network with weights on disk (study/weights/manifest.json names them):
-the device's predictions on the whole test split (batches of BATCH; their
-wall time gives the throughput) and batch-1 latency: e2e around the
-CompiledModel call, the driver's submit-to-completion, the device's compute
-and the modelled silicon's cycles.
+jobs.json: {"test": <npz of the test images, relative to the repo>,
+"runs": [{"id", "dir"}, ...]}, each dir holding float.npz and int8.npz
+(GraphModel.save / QuantizedModel.save). Per run, written at once to
+OUT/<id>.json (a run cut short keeps the finished ones): the device's
+predictions on every test image (batches of BATCH) for both, and batch-1
+latency: e2e around the compiled call in guest Python, the device's compute
+(device_ns), the modelled silicon (cycles at its clock) and bytes moved.
+Numpy and pyaccel only.
 """
 from __future__ import annotations
 
@@ -20,20 +23,19 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import digits  # noqa: E402
-import zoo  # noqa: E402
+TOP = HERE.parent
+sys.path[:0] = [str(HERE), str(TOP)]
+import fashion  # noqa: E402
 import pyaccel  # noqa: E402
-from pyaccel.graph import Model  # noqa: E402
+from pyaccel.compiler.builder import GraphModel  # noqa: E402
 
-BATCH = 120
+BATCH = 250
 
 
-def device_predictions(dev: pyaccel.Device, model: Model, pixels: np.ndarray,
-                       batch: int = BATCH) -> np.ndarray:
-    """Class predictions of uint8 images (N, H, W) on the device; the last
-    batch is padded with zeros (their predictions are dropped)."""
-    x = digits.to_input(pixels)
+def device_predictions(dev, model, x: np.ndarray, batch: int = BATCH) -> np.ndarray:
+    """Class predictions of inputs x (N, ...) on the device; the last batch is
+    padded with zeros (their predictions are dropped)."""
+    batch = min(batch, len(x))
     preds = []
     with model.compile(dev, batch) as net:
         for i in range(0, len(x), batch):
@@ -41,65 +43,69 @@ def device_predictions(dev: pyaccel.Device, model: Model, pixels: np.ndarray,
             if len(chunk) < batch:
                 chunk = np.concatenate([chunk, np.zeros((batch - len(chunk),) + chunk.shape[1:],
                                                         np.float32)])
-            preds.append(net(chunk).output.argmax(axis=1))
+            preds.append(np.asarray(net(chunk).output).reshape(batch, -1).argmax(axis=1))
     return np.concatenate(preds)[:len(x)]
 
 
-def load(spec: zoo.Spec, path: Path) -> Model:
-    model = spec.build()
-    model.load_npz(path)
-    return model
-
-
-def latency(dev: pyaccel.Device, model: Model, image: np.ndarray, repeats: int) -> dict:
-    """Batch-1 inference: medians (and p10/p90 of e2e) over `repeats` calls."""
-    x = digits.to_input(image[None])
-    with model.compile(dev) as net:
+def latency(dev, model, x1: np.ndarray, repeats: int) -> dict:
+    """Batch-1 inference: medians over `repeats` calls after 3 warm-up calls."""
+    with model.compile(dev, 1) as net:
         for _ in range(3):
-            net(x)
+            net(x1)
         wall, infs = [], []
         for _ in range(repeats):
             t0 = time.perf_counter_ns()
-            infs.append(net(x))
+            infs.append(net(x1))
             wall.append(time.perf_counter_ns() - t0)
-    ms = np.array(wall) / 1e6
-    return dict(e2e_ms=float(np.median(ms)), e2e_p10_ms=float(np.percentile(ms, 10)),
-                e2e_p90_ms=float(np.percentile(ms, 90)),
-                driver_ms=float(np.median([i.job.latency_ns for i in infs])) / 1e6,
-                device_ms=float(np.median([i.job.device_ns for i in infs])) / 1e6,
-                cycles=infs[-1].job.cycles, modelled_ms=infs[-1].modelled_ms)
+    job = infs[-1].job
+    return dict(e2e_ms=float(np.median(wall)) / 1e6,
+                device_ms=float(np.median([i.device_ns for i in infs])) / 1e6,
+                modelled_ms=float(infs[-1].modelled_ms), cycles=int(infs[-1].cycles),
+                bytes_read=int(job.bytes_read), bytes_written=int(job.bytes_written),
+                jobs=len(infs[-1].jobs))
+
+
+def as_input(pixels: np.ndarray, model) -> np.ndarray:
+    x = fashion.to_input(pixels)
+    return x.reshape((len(x),) + tuple(model.input_shape))
+
+
+def evaluate(dev, run_dir: Path, pixels: np.ndarray, labels: np.ndarray,
+             repeats: int) -> dict:
+    out: dict = {}
+    for kind in ("float", "int8"):
+        model = GraphModel.load(run_dir / f"{kind}.npz")
+        x = as_input(pixels, model)
+        t0 = time.perf_counter_ns()
+        preds = device_predictions(dev, model, x)
+        seconds = (time.perf_counter_ns() - t0) / 1e9
+        out[kind] = dict(correct=int((preds == labels).sum()),
+                         accuracy=float((preds == labels).mean()),
+                         predictions="".join(map(str, preds)), test_s=seconds,
+                         images_per_s=len(x) / seconds, **latency(dev, model, x[:1], repeats))
+    return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--json", type=Path, default=Path("/out/study.json"))
-    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--jobs", type=Path, required=True)
+    ap.add_argument("--out", type=Path, default=Path("/out"))
+    ap.add_argument("--repeats", type=int, default=20)
     a = ap.parse_args()
-    pixels, labels = digits.load_test()
-    manifest = zoo.manifest()
-    out: dict = dict(n_test=len(labels), batch=BATCH, repeats=a.repeats, networks={})
+    spec = json.loads(a.jobs.read_text())
+    pixels, labels = fashion.load_npz(TOP / spec["test"])
     with pyaccel.open() as dev:
-        for name, entry in manifest["networks"].items():
-            path = zoo.TOP / entry["weights"]
-            if not path.exists():
-                print(f"[guest] {name}: no weights ({entry['weights']}): skipped", flush=True)
-                continue
-            model = load(zoo.by_name()[name], path)
-            t0 = time.perf_counter_ns()
-            preds = device_predictions(dev, model, pixels)
-            seconds = (time.perf_counter_ns() - t0) / 1e9
-            host = np.array([int(c) for c in entry["host_predictions"]])
-            r = dict(device_correct=int((preds == labels).sum()),
-                     device_accuracy=float((preds == labels).mean()),
-                     differs_from_host=int((preds != host).sum()),
-                     test_split_s=seconds, images_per_s=len(labels) / seconds,
-                     **latency(dev, model, pixels[0], a.repeats))
-            out["networks"][name] = r
-            print(f"[guest] {name}: accuracy {100 * r['device_accuracy']:.2f}%, "
-                  f"{r['differs_from_host']} predictions differ from the host's, "
-                  f"e2e {r['e2e_ms']:.2f} ms", flush=True)
-            a.json.write_text(json.dumps(out, indent=1) + "\n")
-    a.json.write_text(json.dumps(out, indent=1) + "\n")
+        for job in spec["runs"]:
+            t0 = time.monotonic()
+            try:
+                r = evaluate(dev, TOP / job["dir"], pixels, labels, a.repeats)
+            except Exception as e:      # one broken run must not hide the others
+                r = dict(error=f"{type(e).__name__}: {e}")
+            r.update(id=job["id"], n_test=len(labels), seconds=time.monotonic() - t0)
+            (a.out / f"{job['id']}.json").write_text(json.dumps(r) + "\n")
+            msg = r.get("error") or (f"float {100 * r['float']['accuracy']:.2f}%, int8 "
+                                     f"{100 * r['int8']['accuracy']:.2f}%")
+            print(f"[guest] {job['id']}: {msg} ({r['seconds']:.1f} s)", flush=True)
     return 0
 
 

@@ -1,48 +1,56 @@
 """The width/depth study's committed networks (study/weights/) on the device:
-their accuracy on the committed test split equals the host's (PyTorch, same
-weights), as recorded by study/train.py in study/weights/manifest.json."""
+on the committed 1,000 Fashion-MNIST test images (study/fashion_test1000.npz)
+every float32 prediction equals the host's (PyTorch, same weights) and every
+int8 prediction equals the golden model's (pyaccel.reference_int8), as
+study/freeze.py recorded them in study/weights/manifest.json. No training."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "study"))
-import digits  # noqa: E402
+TOP = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(TOP / "study"))
+import fashion  # noqa: E402
 import guest_eval  # noqa: E402
-import zoo  # noqa: E402
+from pyaccel.compiler.builder import GraphModel  # noqa: E402
 
-if not zoo.MANIFEST.exists():
-    pytest.skip(f"{zoo.MANIFEST} is missing (make study writes it)", allow_module_level=True)
-MANIFEST = zoo.manifest()
-COMMITTED = [name for name, e in MANIFEST["networks"].items() if e["committed"]]
-
-
-def test_committed_networks_are_in_the_manifest():
-    assert COMMITTED
-    for name in COMMITTED:
-        assert zoo.by_name()[name].committed
-        assert (zoo.TOP / MANIFEST["networks"][name]["weights"]).exists()
+MANIFEST_PATH = TOP / "study" / "weights" / "manifest.json"
+MANIFEST = json.loads(MANIFEST_PATH.read_text())
+NETS = sorted(MANIFEST["networks"])
 
 
-def test_test_split():
-    pixels, labels = digits.load_test()
-    assert pixels.dtype == np.uint8 and pixels.shape == (MANIFEST["n_test"], digits.SIZE,
-                                                         digits.SIZE)
-    assert sorted(set(labels.tolist())) == list(range(10))
+def _subset():
+    return fashion.load_npz(TOP / MANIFEST["test_file"])
 
 
-@pytest.mark.parametrize("name", COMMITTED)
-def test_device_accuracy_equals_host(dev, name):
-    entry = MANIFEST["networks"][name]
-    pixels, labels = digits.load_test()
-    model = guest_eval.load(zoo.by_name()[name], zoo.TOP / entry["weights"])
-    assert model.params == entry["params"] and model.macs == entry["macs"]
-    preds = guest_eval.device_predictions(dev, model, pixels)
-    host = np.array([int(c) for c in entry["host_predictions"]])
-    differ = np.flatnonzero(preds != host)
-    assert int((preds == labels).sum()) == entry["host_correct"], (
-        f"device accuracy {(preds == labels).mean():.4f} vs host {entry['host_accuracy']:.4f}; "
-        f"predictions differ from the host's at {differ.tolist()}")
+def test_manifest_names_committed_files():
+    assert len(NETS) >= 3
+    for e in MANIFEST["networks"].values():
+        for kind in ("float", "int8"):
+            assert (TOP / e[f"{kind}_weights"]).exists(), e[f"{kind}_weights"]
+
+
+def test_test_subset():
+    pixels, labels = _subset()
+    assert pixels.dtype == np.uint8 and pixels.shape == (MANIFEST["n_test"], 28, 28)
+    assert np.bincount(labels, minlength=10).tolist() == [100] * 10
+
+
+@pytest.mark.parametrize("kind", ["float", "int8"])
+@pytest.mark.parametrize("name", NETS)
+def test_device_predictions_equal_host(dev, name, kind):
+    e = MANIFEST["networks"][name]
+    pixels, labels = _subset()
+    model = GraphModel.load(TOP / e[f"{kind}_weights"])
+    assert (model.params, model.macs) == (e[f"{kind}_params"], e[f"{kind}_macs"])
+    preds = guest_eval.device_predictions(dev, model, guest_eval.as_input(pixels, model))
+    key = "host" if kind == "float" else "golden_int8"
+    want = np.array([int(c) for c in e[f"{key}_predictions"]])
+    differ = np.flatnonzero(preds != want)
+    assert differ.size == 0 and int((preds == labels).sum()) == e[f"{key}_correct"], (
+        f"{kind}: device accuracy {(preds == labels).mean():.4f} vs recorded "
+        f"{e[f'{key}_correct'] / len(labels):.4f}; predictions differ at {differ.tolist()}")

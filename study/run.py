@@ -1,0 +1,67 @@
+"""`make study`: train, evaluate on the device, report; phase by phase.
+
+    $(scripts/venv.sh bench/requirements.txt) study/run.py [--phase N ...] [--jobs 2]
+
+Phase by phase (zoo.Spec.phase: 1 the cheap families, 2 the allconv width
+variants, 3 MobileNet-v1, 4 the residual networks): train the phase's runs
+that are not in the cache (train.py, --jobs processes), evaluate every
+trained run without a device result on the board (evaluate.py), then
+regenerate results.json, study/README.md's sections and the figures
+(report.py, which says "not yet run" for what is missing). Interrupt it at
+any time: finished runs and device results are kept, and the next
+`make study` carries on from there. Progress and ETA: build/study/train.log.
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE)]
+import evaluate  # noqa: E402
+import train  # noqa: E402
+import zoo  # noqa: E402
+
+LOG = zoo.TOP / "build" / "study" / "train.log"
+
+
+def say(msg: str) -> None:
+    line = f"{time.strftime('%H:%M:%S')} {msg}"
+    print(line, flush=True)
+    LOG.parent.mkdir(parents=True, exist_ok=True)
+    with open(LOG, "a") as f:
+        f.write(line + "\n")
+
+
+def report() -> int:
+    """report.py in its own process (a failing report never loses a result)."""
+    return subprocess.call([sys.executable, str(HERE / "report.py")])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--phase", type=int, nargs="*")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--no-device", action="store_true", help="train and report only")
+    a = ap.parse_args()
+    t0 = time.monotonic()
+    phases = a.phase or sorted({s.phase for s in zoo.SPECS})
+    failed = 0
+    for phase in phases:
+        todo = [r for r in train.select([phase]) if not train.done(r)]
+        say(f"study: phase {phase}: {len(todo)} runs to train")
+        failed += train.train_all(todo, a.jobs, LOG)
+        if not a.no_device:
+            evaluate.evaluate_pending(say=say)
+        report()
+    bad = evaluate.check(say=say)
+    say(f"study: done in {train.fmt(time.monotonic() - t0)}; {failed} runs failed, "
+        f"{len(bad)} differ between the device and the host")
+    return 1 if failed or bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
