@@ -95,7 +95,7 @@ def model_graph(args: argparse.Namespace):
     if args.model.endswith(".onnx"):
         from . import onnx as onnx_frontend      # the ONNX frontend (pyaccel/onnx.py)
 
-        return onnx_frontend.load(args.model)
+        return onnx_frontend.load_model(args.model).graph   # a QDQ model: its int8 graph
     if args.model not in MODEL_CHOICES:
         raise ValueError(f"unknown model {args.model!r}: one of {', '.join(MODEL_CHOICES)} "
                          f"or an .onnx file")
@@ -112,7 +112,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.device is not None:
         with open_device(device_arg(args.device)) as dev:
             info = dev.info
-    print(check_report(model_graph(args), info))
+    graph = model_graph(args)
+    print(check_report(graph, info))
+    if args.model.endswith(".onnx"):
+        from . import onnx as onnx_frontend
+        from .quantize import QuantizedModel, precision_report
+
+        model = onnx_frontend.load_model(args.model)
+        if isinstance(model, QuantizedModel):
+            print(precision_report(model))
     return 0
 
 

@@ -1022,13 +1022,15 @@ def standin_shape(shape) -> tuple:
 
 def fuse_hard_swish(g: Graph) -> None:
     """x * HardSigmoid(x) (how torch.onnx.export writes hard-swish below
-    opset 14) becomes one hard_swish act with the HardSigmoid's alpha, beta."""
+    opset 14) becomes one hard_swish act with the HardSigmoid's alpha, beta;
+    not in a QDQ model that quantizes the HardSigmoid's output (its int8 form
+    rounds there, then multiplies: two int8 layers, as the file says)."""
     prod = g.producers()
     for m in [n for n in g.nodes if n.op == "mul"]:
         for a, b in ((m.inputs[0], m.inputs[1]), (m.inputs[1], m.inputs[0])):
             p = prod.get(b)
             if p is None or p.op != "act" or p.attrs.get("kind") != "hard_sigmoid" or \
-                    p.inputs[0] != a or b in g.outputs or \
+                    p.inputs[0] != a or b in g.outputs or g.tensors[b].quant is not None or \
                     sum(b in n.inputs for n in g.nodes) != 1:
                 continue
             m.op = "act"

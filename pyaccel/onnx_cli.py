@@ -2,7 +2,8 @@
 here): load with pyaccel.onnx, compile for the device, run the input
 (``--input X.npy``, or a seeded standard-normal input of the model's input
 shape), print the per-layer table, write the first output as float32
-(``--output Y.npy``); ``--check`` compares with the IR's numpy semantics.
+(``--output Y.npy``); ``--check`` compares with the IR's numpy semantics
+(for a QDQ model, which runs as int8 layers: the golden model).
 ``python3 -m pyaccel check MODEL.onnx`` goes through cli.model_graph."""
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from .compiler import execute
     from .device import open as open_device
 
-    graph = ponnx.load(args.model)
+    graph = ponnx.load_model(args.model).graph      # a QDQ model: its int8 graph
     if len(graph.inputs) != 1:
         raise ValueError(f"{args.model}: {len(graph.inputs)} inputs; run takes models with one")
     print(graph.summary() if getattr(args, "verbose", False) else
