@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
 TOP = HERE.parent
 README_BEGIN, README_END = "<!-- latest: begin (bench/bench.py) -->", "<!-- latest: end -->"
@@ -28,6 +30,7 @@ sys.path.insert(0, str(TOP / "scripts"))
 import board  # noqa: E402
 
 import analysis  # noqa: E402
+import int8  # noqa: E402
 from hostenv import OtherLoad, build, wait_for_quiet  # noqa: E402
 import nets  # noqa: E402
 import plots  # noqa: E402
@@ -38,8 +41,9 @@ from stats import machine  # noqa: E402
 def run_guest(args: argparse.Namespace) -> dict:
     run_dir = board.BUILD / "bench-run"
     (run_dir / "guest.json").unlink(missing_ok=True)
-    cmd = "python3 bench/guest_bench.py --json /out/guest.json" + (" --quick" if args.quick
-                                                                   else "")
+    (run_dir / "int8-output.npy").unlink(missing_ok=True)
+    cmd = ("python3 bench/guest_bench.py --json /out/guest.json "
+           f"--int8-model {int8.MODEL.relative_to(TOP)}" + (" --quick" if args.quick else ""))
     r = board.run(cmd, out_dir=run_dir, timeout=args.timeout, echo=True)
     if not r.ok:
         sys.exit(f"bench: the guest run failed (status {r.status}): {r.problems}; "
@@ -47,18 +51,44 @@ def run_guest(args: argparse.Namespace) -> dict:
     return json.loads((run_dir / "guest.json").read_text())
 
 
-def run_host(labels: list[str], args: argparse.Namespace) -> dict:
+def run_host(guest: dict, args: argparse.Namespace) -> dict:
     import torch
 
     import host_torch
 
     torch.set_num_threads(args.threads)
     by_label = nets.by_label()
-    out = {}
-    for label in labels:
+    out: dict = {}
+    for label in guest["main"]:
         print(f"bench: {label}: PyTorch on the host", flush=True)
         out[label] = host_torch.measure(by_label[label], args.repeats, args.layer_repeats)
-    return dict(env=host_torch.env(args.threads), nets=out)
+    host = dict(env=host_torch.env(args.threads), nets=out, zoo={})
+    zoo = {n.label: n for n in nets.ZOO}
+    for label in guest.get("zoo", {}):
+        print(f"bench: {label}: PyTorch on the host", flush=True)
+        host["zoo"][label] = host_torch.measure_graph(zoo[label], args.repeats)
+    if "batch" in guest:
+        print(f"bench: {nets.INT8.label} batch {nets.BATCH}: PyTorch on the host",
+              flush=True)
+        host["batch"] = host_torch.measure_batch(nets.MOBILENET_1, nets.BATCH,
+                                                 max(5, args.repeats // 3))
+        host["batch1"] = host_torch.measure_batch(nets.MOBILENET_1, 1, args.repeats)
+    if "int8" in guest:
+        print(f"bench: {nets.INT8.label}: onnxruntime int8 and PyTorch float32 on the host",
+              flush=True)
+        x = host_torch.net_input(nets.INT8.build().input_shape)
+        host["int8"] = dict(onnxruntime=int8.onnxruntime(x, args.threads, args.repeats),
+                            torch=host_torch.measure_graph(nets.INT8, args.repeats))
+        dev_out = board.BUILD / "bench-run" / "int8-output.npy"
+        if dev_out.exists():
+            want = int8.golden(x)
+            got = np.load(dev_out).reshape(want.shape)
+            host["int8"]["bit_exact_vs_golden"] = bool(np.array_equal(got, want))
+            host["int8"]["max_abs_diff_vs_golden"] = float(np.abs(got - want).max())
+    print("bench: the device's compute library on the host (MobileNet-v1 1.0's layers)",
+          flush=True)
+    host["library"] = host_torch.library_layers(args.layer_repeats)
+    return host
 
 
 def _rel(path: Path) -> str:
@@ -74,6 +104,13 @@ def checks(results: dict) -> list[str]:
         for key in ("cpu_vs_device_max_abs_diff", "torch_vs_oracle_max_abs_err"):
             if r[key] > 1e-4:
                 bad.append(f"{r['label']}: {key} = {r[key]:.2g}")
+    i8 = results.get("int8")
+    if i8 and not i8.get("bit_exact_vs_golden", False):
+        bad.append(f"int8 {i8['label']}: device output != golden model "
+                   f"(max abs diff {i8.get('max_abs_diff_vs_golden')})")
+    for r in results.get("zoo", []):
+        if r["torch_vs_oracle_max_abs_err"] > 1e-3 * max(1.0, r["oracle_max_abs"]):
+            bad.append(f"{r['label']}: torch twin vs oracle {r['torch_vs_oracle_max_abs_err']:.2g}")
     for label, m in results["modes"].items():
         if m["max_abs_diff"] > 1e-4:
             bad.append(f"{label}: per-layer copying vs chain: {m['max_abs_diff']:.2g}")
@@ -99,6 +136,7 @@ def main() -> int:
         guest = json.loads(args.guest_json.read_text())
     else:
         build()
+        env["int8_model"] = int8.prepare()
         env["other_load_before_guest"] = wait_for_quiet(args.quiet_wait)
         t0 = time.monotonic()
         with OtherLoad() as load:
@@ -108,7 +146,7 @@ def main() -> int:
     env["guest"] = guest["env"]
     env["other_load_before_host"] = wait_for_quiet(args.quiet_wait)
     with OtherLoad() as load:
-        host = run_host(list(guest["main"]), args)
+        host = run_host(guest, args)
     env["other_load_during_host"] = load.fraction
     env["torch"] = host["env"]
     env["host"]["loadavg_end"] = machine()["loadavg"]
@@ -120,7 +158,8 @@ def main() -> int:
     args.json.write_text(json.dumps(results, indent=1) + "\n")
     print()
     print(report.full(results))
-    figures = plots.all_figures(results, HERE, nets.MOBILENET_1.label)
+    figures = plots.all_figures(results, HERE if args.json == HERE / "results.json"
+                                else args.json.parent, nets.MOBILENET_1.label)
     if not args.quick and args.json == HERE / "results.json":
         report.update_readme(HERE / "README.md", f"```\n{report.full(results)}\n```",
                              README_BEGIN, README_END)

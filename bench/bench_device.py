@@ -86,6 +86,7 @@ class Layer:
     stride: int
     pad: int
     groups: int = 1
+    act: str = "none"   # the fused activation the device runs (CVC_ACT_<name>)
 
     @property
     def hw_out(self) -> int:
@@ -103,14 +104,17 @@ class Layer:
 
 
 def mobilenet_v1() -> list[Layer]:
-    layers = [Layer("mobilenet_v1", "conv0", 3, 32, 224, 3, 2, 1)]
+    """MobileNet-v1 1.0 at 224 as the device runs it: ReLU6 after every
+    convolution but the classifier (models.mobilenet_v1)."""
+    layers = [Layer("mobilenet_v1", "conv0", 3, 32, 224, 3, 2, 1, act="relu6")]
     blocks = [(64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2)] + [(512, 1)] * 5 + \
         [(1024, 2), (1024, 1)]
     c, hw = 32, 112
     for i, (c_out, s) in enumerate(blocks, 1):
-        dw = Layer("mobilenet_v1", f"dw{i}", c, c, hw, 3, s, 1, groups=c)
+        dw = Layer("mobilenet_v1", f"dw{i}", c, c, hw, 3, s, 1, groups=c, act="relu6")
         hw = dw.hw_out
-        layers += [dw, Layer("mobilenet_v1", f"pw{i}", c, c_out, hw, 1, 1, 0)]
+        layers += [dw, Layer("mobilenet_v1", f"pw{i}", c, c_out, hw, 1, 1, 0,
+                             act="relu6")]
         c = c_out
     return layers + [Layer("mobilenet_v1", "fc", 1024, 1000, 1, 1, 1, 0)]
 
@@ -118,7 +122,7 @@ def mobilenet_v1() -> list[Layer]:
 def allconv6() -> list[Layer]:
     layers, c, hw = [], 3, 224
     for i, c_out in enumerate([64, 128, 256, 512, 1024], 1):
-        layers.append(Layer("allconv6", f"conv{i}", c, c_out, hw, 3, 2, 1))
+        layers.append(Layer("allconv6", f"conv{i}", c, c_out, hw, 3, 2, 1, act="relu"))
         c, hw = c_out, layers[-1].hw_out
     return layers + [Layer("allconv6", "classifier", 1024, 10, hw, 1, 1, 0)]
 
@@ -238,8 +242,11 @@ def bench_layer(ffi, lib, layer: Layer, args) -> dict:
     p = ffi.new("struct cvc_conv *", dict(
         n=1, c_in=layer.c_in, h_in=layer.hw, w_in=layer.hw, c_out=layer.c_out, h_out=ho,
         w_out=ho, kh=layer.k, kw=layer.k, stride_h=layer.stride, stride_w=layer.stride,
-        dil_h=1, dil_w=1, pad_top=layer.pad, pad_left=layer.pad, groups=layer.groups, act=0))
+        dil_h=1, dil_w=1, pad_top=layer.pad, pad_left=layer.pad, groups=layer.groups,
+        act=getattr(lib, f"CVC_ACT_{layer.act.upper()}") if args.act else lib.CVC_ACT_NONE))
     px, pw, pb, po = (ffi.from_buffer("float[]", a) for a in (x, w, b, out))
+    act = {"none": lambda y: y, "relu": F.relu, "relu6": F.relu6}[layer.act if args.act
+                                                                   else "none"]
 
     def ours():
         if lib.cvc_conv2d(p, px, pw, pb, po) != 0:
@@ -248,8 +255,8 @@ def bench_layer(ffi, lib, layer: Layer, args) -> dict:
     tx, tw, tb = (torch.from_numpy(a) for a in (x, w, b))
 
     def theirs():
-        return F.conv2d(tx, tw, tb, stride=layer.stride, padding=layer.pad,
-                        groups=layer.groups)
+        return act(F.conv2d(tx, tw, tb, stride=layer.stride, padding=layer.pad,
+                            groups=layer.groups))
 
     # Each library's idle worker threads spin for a while after a call
     # (ours: 0.2 ms; torch's OpenMP: its spin count): on a small machine
@@ -272,6 +279,36 @@ def bench_layer(ffi, lib, layer: Layer, args) -> dict:
                 ours_min_ms=min(ours_t), torch_min_ms=min(torch_t), samples=len(ours_t),
                 other_load=round(load.fraction, 3), max_abs_err=max_err,
                 ok=bool(max_err <= 1e-4 * np.sqrt(fan_in) * 10))
+
+
+def library_times(ffi, lib, layers: list[Layer], repeats: int, warmup_s: float = 0.1) -> list:
+    """Our library alone on each layer (with its activation, the library's
+    default threads, as the device calls it): ms summaries. `make bench`
+    puts them next to the same layers' device_ns inside QEMU."""
+    out = []
+    for layer in layers:
+        rng = np.random.default_rng(0)
+        x = rng.uniform(-1, 1, (1, layer.c_in, layer.hw, layer.hw)).astype(np.float32)
+        w = rng.uniform(-1, 1, (layer.c_out, layer.c_in // layer.groups, layer.k, layer.k))
+        w = w.astype(np.float32)
+        b = rng.uniform(-1, 1, layer.c_out).astype(np.float32)
+        ho = layer.hw_out
+        o = np.empty((1, layer.c_out, ho, ho), np.float32)
+        p = ffi.new("struct cvc_conv *", dict(
+            n=1, c_in=layer.c_in, h_in=layer.hw, w_in=layer.hw, c_out=layer.c_out, h_out=ho,
+            w_out=ho, kh=layer.k, kw=layer.k, stride_h=layer.stride, stride_w=layer.stride,
+            dil_h=1, dil_w=1, pad_top=layer.pad, pad_left=layer.pad, groups=layer.groups,
+            act=getattr(lib, f"CVC_ACT_{layer.act.upper()}")))
+        px, pw, pb, po = (ffi.from_buffer("float[]", a) for a in (x, w, b, o))
+
+        def ours():
+            if lib.cvc_conv2d(p, px, pw, pb, po) != 0:
+                raise MemoryError("cvc_conv2d failed")
+
+        time.sleep(0.02)
+        out.append(dict(name=layer.name, shape=layer.shape, act=layer.act,
+                        times_ms=time_it(ours, repeats, warmup_s)))
+    return out
 
 
 def rescale_record(m: float) -> tuple[int, int]:
@@ -443,12 +480,19 @@ def main() -> int:
                     help="only these nets (repeatable; default both)")
     ap.add_argument("--suite", choices=["all", "float", "int8"], default="all",
                     help="float32 layers, int8 layers, or both (default)")
+    ap.add_argument("--act", action=argparse.BooleanOptionalAction, default=True,
+                    help="fuse each layer's activation as the device runs it (ReLU6 in "
+                         "MobileNet, ReLU in allconv; torch applies it after F.conv2d); "
+                         "--no-act: plain convolutions")
+    ap.add_argument("--library", help="a build of the compute library to load instead of "
+                                      "qemu/compute/build.sh's (e.g. one built with QEMU's "
+                                      "flags)")
     ap.add_argument("--json", type=Path, default=TOP / "bench" / "results-device.json")
     ap.add_argument("--no-readme", action="store_true",
                     help="do not paste the int8 table into bench/README.md")
     args = ap.parse_args()
 
-    path = build_library()
+    path = args.library or build_library()
     forced = openblas_core(args.openblas_core)
     ffi, lib = load_library(path)
     lib.cvc_set_threads(args.threads)
@@ -465,7 +509,7 @@ def main() -> int:
             unique.append(layer)
         counts[key] = counts.get(key, 0) + 1
 
-    env = dict(threads=args.threads, torch=torch.__version__,
+    env = dict(threads=args.threads, torch=torch.__version__, act=args.act, library=path,
                openblas_core=ffi.string(lib.openblas_get_corename()).decode(),
                openblas_coretype_env=forced, int8_isa=ISA_NAMES.get(lib.cvc_isa(), "?"),
                cpu=platform.processor() or platform.machine(), cores=os.cpu_count())

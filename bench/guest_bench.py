@@ -14,6 +14,12 @@ Sections (each written to the JSON as soon as it is done):
 - scaling: nets.SCALING on the device;
 - then every nets.MAIN network in float32 numpy on this CPU (cpu_numpy, run
   twice: it is slow), its output checked against the device's;
+- zoo: nets.ZOO (ResNet-18, MobileNetV2) through the graph compiler;
+- int8: nets.INT8 quantized on the host (bench/int8.py wrote the model
+  into build/, which the guest sees read-only), on the device's int8 path;
+  its output goes to /out/int8-output.npy for the host's bit-exact check
+  against the golden model;
+- batch: MobileNet-v1 1.0 at batch nets.BATCH;
 - drift: MobileNet-v1 1.0 on the device once more, after the CPU runs.
 """
 from __future__ import annotations
@@ -42,9 +48,9 @@ def log(msg: str) -> None:
     print(f"[guest {time.monotonic():7.1f}] {msg}", flush=True)
 
 
-def net_input(shape: tuple) -> np.ndarray:
-    """The benchmark's input for a network: batch 1, standard normal, seed 1."""
-    return np.random.default_rng(1).standard_normal((1,) + tuple(shape), dtype=np.float32)
+def net_input(shape: tuple, batch: int = 1) -> np.ndarray:
+    """The benchmark's input for a network: standard normal, seed 1."""
+    return np.random.default_rng(1).standard_normal((batch,) + tuple(shape), dtype=np.float32)
 
 
 def tiny_latency(dev: pyaccel.Device, runs: int) -> dict:
@@ -70,10 +76,11 @@ def tiny_latency(dev: pyaccel.Device, runs: int) -> dict:
                 conv2d_copying=summary(copying))
 
 
-def device_run(dev: pyaccel.Device, model: Model, x: np.ndarray, repeats: int) -> dict:
-    """The compiled network, `repeats` timed calls after three warm-up calls."""
+def device_run(dev: pyaccel.Device, model, x: np.ndarray, repeats: int) -> dict:
+    """The compiled network (a graph.Model: one v1 job; a GraphModel: the
+    graph compiler), `repeats` timed calls after three warm-up calls."""
     t0 = time.perf_counter_ns()
-    net = model.compile(dev)
+    net = model.compile(dev, batch=len(x))
     compile_ns = time.perf_counter_ns() - t0
     try:
         for _ in range(3):
@@ -151,6 +158,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=40, help="timed device calls per network")
     ap.add_argument("--cpu-runs", type=int, default=2, help="numpy runs per network")
     ap.add_argument("--tiny-runs", type=int, default=200)
+    ap.add_argument("--int8-model", help="a QuantizedModel .npz (bench/int8.py writes it)")
     ap.add_argument("--quick", action="store_true", help="few networks and repeats (for trying it out)")
     a = ap.parse_args()
     main_nets, scaling, mode_nets = nets.MAIN, nets.SCALING, nets.MODES
@@ -198,6 +206,33 @@ def main() -> int:
             r.pop("output")
             out["scaling"][net.label] = dict(net=net.to_dict(), params=model.params, **r)
             save()
+        out["zoo"] = {}
+        for net in nets.ZOO:
+            log(f"{net.label}: device (graph compiler)")
+            model = net.build()
+            r = device_run(dev, model, net_input(model.input_shape), a.repeats)
+            r.pop("output")
+            out["zoo"][net.label] = dict(net=net.to_dict(), params=model.params, **r)
+            save()
+        if a.int8_model and Path(a.int8_model).exists():
+            from pyaccel.quantize import QuantizedModel
+
+            log(f"{nets.INT8.label}: int8 on the device")
+            qm = QuantizedModel.load(a.int8_model)
+            r = device_run(dev, qm, net_input(qm.input_shape), a.repeats)
+            np.save(a.json.parent / "int8-output.npy", r.pop("output"))
+            out["int8"] = dict(net=nets.INT8.to_dict(), model=a.int8_model, **r)
+            save()
+        # batch: through the graph compiler (its liveness-planned arena; the
+        # v1 CompiledModel keeps every activation of every image: 166 MB)
+        net = nets.INT8
+        log(f"{net.label}: device, batch {nets.BATCH} (graph compiler)")
+        model = net.build()
+        r = device_run(dev, model, net_input(model.input_shape, nets.BATCH),
+                       max(5, a.repeats // 4))
+        r.pop("output")
+        out["batch"] = dict(net=net.to_dict(), batch=nets.BATCH, **r)
+        save()
         # The CPU runs come last: they leave the guest's memory in another
         # state, which moves the device's times (see "drift").
         for net in main_nets:

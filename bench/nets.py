@@ -10,6 +10,13 @@
   device time against MACs, with MAIN.
 - MODES: where one-submit-per-layer and copy-in/copy-out are compared with
   the compiled chain.
+- ZOO: ResNet-18 and MobileNetV2 1.0 at 224 from the compiler's zoo
+  (pyaccel.compiler.zoo, random weights seed 0), through the graph compiler
+  (hardware 2.0 jobs): device e2e vs host PyTorch.
+- INT8: MobileNet-v1 1.0 at 224 quantized on the host by pyaccel.quantize
+  (INT8_CALIBRATION images), run on the device's int8 path; against host
+  PyTorch float32 and onnxruntime int8 (quantize_static, QDQ) of the same net.
+- BATCH: MobileNet-v1 1.0 at 224, batch BATCH: throughput vs PyTorch's.
 """
 from __future__ import annotations
 
@@ -64,6 +71,37 @@ SCALING = ([Net("mobilenet_v1", w, r) for r in RESOLUTIONS[1:] for w in WIDTHS]
            + [Net("allconv", 0.25, 32, depth=d, in_channels=1) for d in (3, 4, 6, 7)])
 MODES = [Net("mobilenet_v1", 1.0), Net("mobilenet_v1", 0.25), Net("allconv", variant="baseline")]
 MOBILENET_1 = Net("mobilenet_v1", 1.0)
+
+
+@dataclass(frozen=True)
+class ZooNet:
+    """A network of the compiler's zoo (a GraphModel), batch 1."""
+
+    family: str                    # "resnet18", "mobilenet_v2" (or "mobilenet_v1")
+    resolution: int = 224
+
+    @property
+    def label(self) -> str:
+        return f"{self.family}-{self.resolution}"
+
+    def build(self):
+        from pyaccel.compiler.builder import GraphModel
+        from pyaccel.compiler import zoo
+
+        if self.family == "resnet18":
+            return zoo.resnet(18, 1.0, self.resolution)
+        if self.family == "mobilenet_v2":
+            return zoo.mobilenet_v2(1.0, self.resolution)
+        return GraphModel(models.mobilenet_v1(1.0, self.resolution).to_graph())
+
+    def to_dict(self) -> dict:
+        return dict(asdict(self), label=self.label)
+
+
+ZOO = [ZooNet("resnet18"), ZooNet("mobilenet_v2")]
+INT8 = ZooNet("mobilenet_v1")          # quantized: bench/int8.py
+INT8_CALIBRATION = 8                   # images (standard normal, seed 2)
+BATCH = 8
 
 
 def by_label() -> dict[str, Net]:

@@ -77,9 +77,73 @@ def scaling_table(fits: dict) -> str:
     return "\n".join(lines)
 
 
+def _fmt(v) -> str:
+    return "-" if v is None else f"{v:.3g}"
+
+
+def _ms(v) -> str:
+    if not v:
+        return ""
+    return f"{v[0]:.2f}" + (f" ({v[1]:.2f}-{v[2]:.2f})" if len(v) == 3 else "")
+
+
 def targets_table(targets: list[dict]) -> str:
-    return "\n".join(f"  {'MET ' if t['met'] else 'MISSED'} {t['what']}: {t['value']:.3g} "
-                     f"(target {t['target']})" for t in targets)
+    """Issue #15's table: figure, measured, target, met; then what each ratio
+    is of (medians and p10-p90 in ms)."""
+    head = f"{'figure':<76}{'value':>8}  {'target':<8}{'':>7}"
+    lines = [head, "-" * len(head)]
+    for t in targets:
+        met = "-" if t["met"] is None else ("MET" if t["met"] else "MISSED")
+        lines.append(f"{t['what'][:76]:<76}{_fmt(t['value']):>8}  {t['target']:<8}{met:>7}")
+    lines += ["", "of (median ms, p10-p90):"]
+    for t in targets:
+        if t.get("num_ms"):
+            den = f" / {_ms(t['den_ms'])}" if t.get("den_ms") else ""
+            lines.append(f"  {t['key']:<28}{_ms(t['num_ms'])}{den}")
+    return "\n".join(lines)
+
+
+def zoo_table(rows: list[dict], int8: dict | None, batch: dict | None) -> str:
+    head = (f"{'network':<28}{'MMACs':>7}{'e2e ms (p10-p90)':>22}{'device ms':>10}"
+            f"{'torch ms':>9}{'e2e/torch':>10}{'ovh %':>6}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['label']:<28}{r['macs'] / 1e6:>7.0f}{_spread(r['e2e']):>22}"
+                     f"{r['device']['median_ms']:>10.2f}{r['torch']['median_ms']:>9.2f}"
+                     f"{r['e2e_vs_torch']:>10.2f}{100 * r['overhead_share']:>6.0f}")
+    if int8:
+        lines += ["", f"int8 {int8['label']} (pyaccel.quantize; device == golden model bit for "
+                      f"bit: {int8['bit_exact_vs_golden']}):",
+                  f"  device e2e {_spread(int8['e2e'])} ms, device compute "
+                  f"{int8['device']['median_ms']:.2f} ms (MobileNet-v1 1.0 float32 on the "
+                  f"device: e2e {_fmt(int8['f32_e2e_ms'])}, compute "
+                  f"{_fmt(int8['f32_device_ms'])} ms)",
+                  f"  host PyTorch float32 {_spread(int8['torch_f32'])} ms: int8 e2e / torch "
+                  f"{int8['e2e_vs_torch']:.2f}",
+                  f"  host onnxruntime {int8['onnxruntime_version']} int8 (QDQ) "
+                  f"{_spread(int8['onnxruntime'])} ms: int8 e2e / onnxruntime "
+                  f"{int8['vs_onnxruntime']:.2f} (device compute alone "
+                  f"{int8['device_vs_onnxruntime']:.2f})"]
+    if batch:
+        lines += ["", f"batch {batch['batch']} {batch['label']}: device e2e "
+                      f"{_spread(batch['e2e'])} ms ({batch['images_per_s']:.0f} images/s), "
+                      f"PyTorch {_spread(batch['torch'])} ms ({batch['torch_images_per_s']:.0f}"
+                      f" images/s): throughput ratio {batch['throughput_vs_torch']:.2f}"]
+    return "\n".join(lines)
+
+
+def gap_table(gap: dict) -> str:
+    head = f"{'layer':<14}{'shape':<30}{'QEMU ms':>9}{'library ms':>11}{'ratio':>7}"
+    lines = [f"The device's compute inside QEMU vs the same layers through "
+             f"{gap['library'].rsplit('/', 1)[-1]} on the host ({gap['threads']} threads, "
+             f"OpenBLAS {gap['openblas_core']}, the device's activations):", head,
+             "-" * len(head)]
+    for r in gap["layers"]:
+        lines.append(f"{r['name']:<14}{r['shape']:<30}{r['qemu_ms']:>9.3f}"
+                     f"{r['library_ms']:>11.3f}{r['ratio']:>7.2f}")
+    lines.append(f"{'sum':<14}{'':<30}{gap['qemu_ms']:>9.3f}{gap['library_ms']:>11.3f}"
+                 f"{gap['ratio']:>7.2f}")
+    return "\n".join(lines)
 
 
 def full(results: dict) -> str:
@@ -102,9 +166,15 @@ def full(results: dict) -> str:
                   f" (e2e {d['e2e_first']['median_ms']:.2f}), after the guest CPU runs "
                   f"{d['device_after_cpu_runs']['median_ms']:.2f} ms "
                   f"(e2e {d['e2e_after_cpu_runs']['median_ms']:.2f})", ""]
+    if results.get("zoo") or results.get("int8") or results.get("batch"):
+        parts += ["Graph compiler (hardware 2.0 jobs), int8 and batch:",
+                  zoo_table(results.get("zoo", []), results.get("int8"), results.get("batch")),
+                  ""]
+    if results.get("library_gap"):
+        parts += [gap_table(results["library_gap"]), ""]
     parts += ["Scaling, time = fixed + MACs / rate (fit on relative errors):",
-              scaling_table(results["scaling"]["fits"]), "", "Targets:",
-              targets_table(results["targets"])]
+              scaling_table(results["scaling"]["fits"]), "",
+              "Targets (issue #15), from this run:", targets_table(results["targets"])]
     return "\n".join(parts)
 
 

@@ -70,6 +70,7 @@ fi
 # Sync the device sources (content-compared, so unchanged files keep their
 # timestamps and ninja does nothing for them).
 for f in "$TOP"/qemu/hw/* "$TOP"/qemu/compute/convaccel_compute.[ch] \
+	"$TOP"/qemu/compute/convaccel_compute.cflags \
 	"$TOP/include/convaccel_regs.h"; do
 	cmp -s "$f" "$src/hw/convaccel/$(basename "$f")" || cp "$f" "$src/hw/convaccel/"
 done

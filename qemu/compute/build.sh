@@ -4,6 +4,11 @@
 # convaccel_compute.c into itself on its own). Rebuilds only when a source or
 # this script is newer than the library. Prints the library's path.
 #
+# The flags are convaccel_compute.cflags, the same file QEMU's meson build
+# reads for the copy compiled into QEMU (hw/convaccel/meson.build), so that
+# `make bench-device` measures the code the device runs. They undo QEMU's
+# global hardening flags for this file (-ftrivial-auto-var-init=zero,
+# -fzero-call-used-regs, -fwrapv, -fno-strict-aliasing) and raise -msse2.
 # -march=x86-64-v2 (SSE4.2) keeps the library portable to any x86_64 host;
 # the hot loops carry AVX2 and AVX-512 clones picked at load time, and
 # OpenBLAS picks its own kernels at run time. -z nodelete: the library keeps
@@ -14,13 +19,14 @@ set -euo pipefail
 src=$TOP/qemu/compute
 lib=$BUILD/libconvaccel_compute.so
 CC=${CC:-gcc}
-CFLAGS=${CVC_CFLAGS:--O3 -march=x86-64-v2}
+CFLAGS=${CVC_CFLAGS:-$(cat "$src/convaccel_compute.cflags")}
 
 stale=false
 if [ ! -f "$lib" ]; then
 	stale=true
 else
-	for f in "$src/convaccel_compute.c" "$src/convaccel_compute.h" "$src/build.sh"; do
+	for f in "$src/convaccel_compute.c" "$src/convaccel_compute.h" "$src/build.sh" \
+		"$src/convaccel_compute.cflags"; do
 		[ "$f" -nt "$lib" ] && stale=true
 	done
 fi
