@@ -44,7 +44,7 @@ test: artifacts
 	@py=$$(scripts/venv.sh) && $$py -m pytest -ra $(PYTEST_ARGS) tests/host
 
 demo: artifacts
-	@$(BOARD) run --accels $(ACCELS) -- 'python3 -m pyaccel list && python3 -m pyaccel info && python3 -m pyaccel demo'
+	@$(BOARD) run --accels $(ACCELS) -- 'python3 -m pyaccel list && python3 -m pyaccel info && python3 -m pyaccel demo && python3 -m pyaccel analyze mobilenet_v1 --width 0.25 --resolution 32 --classes 10 --data random:16 --analyze-images 2'
 
 run: artifacts
 	@$(BOARD) run --accels $(ACCELS) $(if $(CMD),-- '$(subst ','\'',$(CMD))')

@@ -71,10 +71,11 @@ class Analysis:
                 f"{'mean err':>8}"]
         for e in self.layers:
             flag = "  <- keep float" if e.name in self.flagged else ""
+            alone = (f"{e.alone_cosine:>9.5f} {e.alone_max_err:>8.4f} {e.alone_mean_err:>8.5f}"
+                     if np.isfinite(e.alone_cosine) else f"{'- (float32)':>27}")
             rows.append(f"{e.name[:30]:<30} {e.op:<14} {e.precision:<5} {e.cosine:>8.5f} "
                         f"{e.max_err:>8.4f} {e.mean_err:>8.5f} {100 * e.saturated:>6.2f} | "
-                        f"{e.alone_cosine:>9.5f} {e.alone_max_err:>8.4f} "
-                        f"{e.alone_mean_err:>8.5f}{flag}")
+                        f"{alone}{flag}")
         rows.append(f"flagged to keep in float32 (largest error alone): "
                     f"{', '.join(self.flagged) or 'none'}")
         return "\n".join(rows)
