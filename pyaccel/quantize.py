@@ -586,6 +586,10 @@ def quantize(model, calibration_data, method: str = "minmax", percentile: float 
     if not isinstance(model, GraphModel):
         raise QuantizeError(f"quantize takes a GraphModel, a Graph or a graph.Model, got "
                             f"{type(model).__name__}")
+    if any(i.quant is not None for t, i in model.graph.tensors.items()
+           if t not in model.graph.constants):
+        raise QuantizeError(f"{model.name} is a QDQ model (quantized already, with its own "
+                            "scales): pyaccel.onnx.load_model gives its int8 model")
     fg = float_passes(model.graph)
     data = calibration_array(calibration_data, model.input_shape)
     calib = calibrate(fg, data, method, percentile, chunk, seed)

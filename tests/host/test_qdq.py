@@ -166,6 +166,15 @@ def test_check_cli_reports_precision(qdq, capsys):
     assert "precision:" in out and "int8 nodes" in out and "float32" in out
 
 
+def test_quantizing_a_qdq_model_again_is_refused(qdq):
+    from pyaccel import quantize
+    from pyaccel.compiler.builder import GraphModel
+
+    g = ponnx.load(str(qdq["resnet_like"]))
+    with pytest.raises(QuantizeError, match="QDQ model"):
+        quantize.quantize(GraphModel(g), np.zeros((1,) + g.shape(g.inputs[0])[1:], np.float32))
+
+
 def test_quantize_error_is_an_accel_error():
     import pyaccel
 
