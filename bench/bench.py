@@ -163,6 +163,9 @@ def main() -> int:
     if not args.quick and args.json == HERE / "results.json":
         report.update_readme(HERE / "README.md", f"```\n{report.full(results)}\n```",
                              README_BEGIN, README_END)
+        for readme in (HERE / "README.md", TOP / "README.md"):
+            report.update_readme(readme, report.summary_md(results), report.SUMMARY_BEGIN,
+                                 report.SUMMARY_END)
     print(f"\nwrote {_rel(args.json)}, " + ", ".join(_rel(p) for p in figures)
           + f" ({env['total_s']:.0f} s; other processes used "
             f"{100 * env.get('other_load_during_guest', 0):.0f}% of the machine during the "

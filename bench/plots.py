@@ -38,7 +38,8 @@ def ratios(rows: list[dict], out: Path) -> Path:
     h = 0.4
     b.barh(y - h / 2, [r["e2e_vs_torch"] for r in rows], h, label="e2e from guest Python")
     b.barh(y + h / 2, [r["device_vs_torch"] for r in rows], h, label="device compute only")
-    b.axvline(TARGETS["e2e_vs_torch"], color="k", ls="--", lw=1, label="target 2x")
+    b.axvline(TARGETS["e2e_vs_torch"], color="k", ls="--", lw=1,
+              label=f"target {TARGETS['e2e_vs_torch']:g}x")
     b.axvline(1, color="grey", lw=0.8)
     b.set_xlabel("time / host PyTorch e2e time (2 threads)")
     b.set_title("device vs host PyTorch (lower is better)")
@@ -80,6 +81,41 @@ def overhead(rows: list[dict], modes: dict, out: Path) -> Path:
     return _save(fig, out / "overhead.png")
 
 
+def int8(res: dict, out: Path) -> Path:
+    """int8 against float32 (MobileNet-v1 1.0 at 224): e2e of the device in
+    both precisions and of the host baselines; device compute per layer."""
+    i8 = res["int8"]
+    mb = next((r for r in res["networks"] if r["label"] == "mobilenet_v1-1-224"), None)
+    bars = [("device int8 e2e", i8["e2e"], "tab:green"),
+            ("device int8 compute", i8["device"], "tab:olive"),
+            ("onnxruntime int8", i8["onnxruntime"], "tab:purple"),
+            ("PyTorch float32", i8["torch_f32"], "tab:blue")]
+    if mb:
+        bars[2:2] = [("device float32 e2e", mb["e2e"], "tab:orange"),
+                     ("device float32 compute", mb["device"], "tab:brown")]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw=dict(width_ratios=[2, 3]))
+    y = np.arange(len(bars))
+    med = [s["median_ms"] for _, s, _ in bars]
+    err = [[m - s["p10_ms"] for (_, s, _), m in zip(bars, med)],
+           [s["p90_ms"] - m for (_, s, _), m in zip(bars, med)]]
+    a.barh(y, med, xerr=err, color=[c for *_, c in bars])
+    a.set_yticks(y, [n for n, *_ in bars])
+    a.invert_yaxis()
+    a.set_xlabel("ms (median, p10-p90)")
+    a.set_title(f"{i8['label']}: int8 vs float32")
+    qi = [ly for ly in i8["layers"] if ly["op"] == "conv"]
+    if mb:
+        qf = [ly for ly in mb["layers"] if ly["op"] == "conv"]
+        x = np.arange(min(len(qi), len(qf)))
+        b.bar(x - 0.2, [ly["device_ms"] for ly in qf[:len(x)]], 0.4, label="float32")
+        b.bar(x + 0.2, [ly["device_ms"] for ly in qi[:len(x)]], 0.4, label="int8")
+        b.set_xticks(x, [ly["name"] for ly in qi[:len(x)]], rotation=90, fontsize=7)
+    b.set_ylabel("device compute ms (median)")
+    b.set_title("per convolution")
+    b.legend()
+    return _save(fig, out / "int8.png")
+
+
 def layers(row: dict, out: Path) -> Path:
     """Per-layer device compute time vs host PyTorch for one network."""
     ls = row["layers"]
@@ -119,8 +155,13 @@ def scaling(sc: dict, out: Path) -> Path:
 
 def all_figures(results: dict, out: Path, main_label: str) -> list[Path]:
     rows = results["networks"]
-    paths = [ratios(rows, out), overhead(rows, results["modes"], out),
+    extra = list(results.get("zoo") or [])
+    if results.get("int8"):
+        extra.append(dict(results["int8"], label=results["int8"]["label"] + " int8"))
+    paths = [ratios(rows, out), overhead(rows + extra, results["modes"], out),
              scaling(results["scaling"], out)]
+    if results.get("int8"):
+        paths.append(int8(results, out))
     row = next((r for r in rows if r["label"] == main_label), None)
     if row is not None:
         paths.append(layers(row, out))

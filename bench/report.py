@@ -184,3 +184,59 @@ def update_readme(path, text: str, begin: str, end: str) -> None:
     if begin in old and end in old:
         head, rest = old.split(begin, 1)
         path.write_text(f"{head}{begin}\n{text}\n{end}{rest.split(end, 1)[1]}")
+
+
+SUMMARY_BEGIN, SUMMARY_END = ("<!-- bench summary: begin (bench/bench.py) -->",
+                              "<!-- bench summary: end -->")
+
+
+def _mdv(t: dict) -> str:
+    v = t["value"]
+    if v is None:
+        return "not measured"
+    num, den = t.get("num_ms"), t.get("den_ms")
+    if t["key"] == "tiny_job_ms":
+        return f"{v:.3f} ms (p10-p90 {num[1]:.3f}-{num[2]:.3f})"
+    if t["key"] == "overhead_share":
+        return f"{100 * v:.0f}%"
+    if num and den and len(num) == 3 and len(den) == 3:
+        return (f"{v:.2f}x ({num[0]:.2f} ms, p10-p90 {num[1]:.2f}-{num[2]:.2f}, vs "
+                f"{den[0]:.2f} ms, {den[1]:.2f}-{den[2]:.2f})")
+    if num and den:
+        return f"{v:.2f}x ({num[0]:.2f} ms vs {den[0]:.2f} ms)"
+    return f"{v:.3g}"
+
+
+def summary_md(results: dict) -> str:
+    """The targets of the latest run as a markdown table, with the run's
+    machine state: pasted into README.md and bench/README.md by bench.py."""
+    env = results["env"]
+    lines = [f"Measured by `make bench` on {env['host']['cores']} cores, load average "
+             f"{env['host']['loadavg']} at the start; other processes used "
+             f"{100 * env.get('other_load_during_guest', 0):.0f}% of the machine during the "
+             f"guest run and {100 * env['other_load_during_host']:.0f}% during the host's "
+             f"(PyTorch {env['torch']['torch']}, {env['torch']['threads']} threads); every "
+             "ratio is between two numbers of this one run (medians, p10-p90).", "",
+             "| figure | measured | target | |", "|---|---|---|---|"]
+    for t in results["targets"]:
+        met = "-" if t["met"] is None else ("met" if t["met"] else "missed")
+        lines.append(f"| {t['what']} | {_mdv(t)} | {t['target']} | {met} |")
+    i8, gap = results.get("int8"), results.get("library_gap")
+    if i8:
+        lines += ["", f"int8: the device's output equals the golden model's bit for bit: "
+                      f"{'yes' if i8['bit_exact_vs_golden'] else 'NO'}; device compute "
+                      f"{i8['device']['median_ms']:.2f} ms int8 vs "
+                      f"{_fmt(i8['f32_device_ms'])} ms float32."]
+    if gap:
+        worst = max(gap["layers"], key=lambda r: r["ratio"])
+        lines += ["", f"Device compute inside QEMU vs the library on the host, MobileNet-v1 "
+                      f"1.0's convolutions: {gap['qemu_ms']:.2f} ms vs {gap['library_ms']:.2f} "
+                      f"ms ({gap['ratio']:.2f}x; worst layer {worst['name']} "
+                      f"{worst['ratio']:.2f}x)."]
+    mb = next((r for r in results["networks"] if r["label"] == nets.MOBILENET_1.label), None)
+    if mb:
+        s = mb["split_ms"]
+        lines += ["", f"MobileNet-v1 1.0 e2e {mb['e2e']['median_ms']:.2f} ms: device compute "
+                      f"{s['device']:.2f}, driver + DMA {s['driver_and_dma']:.2f}, Python + "
+                      f"ioctls {s['python_and_ioctls']:.2f} ms."]
+    return "\n".join(lines)
