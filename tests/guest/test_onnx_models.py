@@ -65,6 +65,27 @@ def test_float_model_matches_onnxruntime(device, name):
     assert sum(s.where == "device" for s in inf.layers) >= 5
 
 
+TORCH = MANIFEST.get("torch", {}) if MANIFEST else {}
+
+
+@pytest.mark.parametrize("name", sorted(TORCH) or ["none"])
+def test_torch_export_matches_onnxruntime(device, name):
+    """torch.onnx.export's files (tests/host/torch_zoo.py, opsets 13 and 17)
+    through pyaccel onto the device, within 1e-4 of the range of onnxruntime's
+    output on the same file."""
+    from pyaccel import onnx as ponnx
+
+    if not TORCH:
+        pytest.skip(MANIFEST.get("torch_missing", "no PyTorch exports"))
+    d = FOLDER / "torch" / name
+    data = np.load(d / "data.npz")
+    inf, y = run(device, ponnx.load_model(str(d / "model.onnx")), data["x"])
+    want = data["y"].reshape(y.shape)
+    err = float(np.abs(y - want).max() / (want.max() - want.min()))
+    print(f"torch {name}: {inf.where()}; max |device - onnxruntime| = {err:.2e} of the range")
+    assert err <= 1e-4
+
+
 @pytest.mark.parametrize("name", sorted(n for n, e in MODELS.items() if e["int8"]))
 def test_qdq_model_matches_onnxruntime_int8(device, name):
     from pyaccel import onnx as ponnx

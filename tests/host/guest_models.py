@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -63,11 +64,32 @@ def nets() -> dict:
     }
 
 
+CACHE = Path(os.environ.get("PYACCEL_CACHE", Path.home() / ".cache" / "pyaccel"))
+TORCH_NETS = ("unseen", "resnet_like", "mobilenet_v2_like", "shufflenet_v2_like",
+              "densenet_like")
+
+
+def torch_key() -> str:
+    """The key of the PyTorch exports (test_onnx_torch.py makes them)."""
+    h = hashlib.sha256()
+    for f in ("tests/host/torch_zoo.py", "bench/requirements.txt"):
+        h.update((TOP / f).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def torch_exports() -> Path | None:
+    """The folder of torch.onnx.export's files of tests/host/torch_zoo.py, if
+    this machine made them (they need torch: the bench venv)."""
+    d = CACHE / f"onnx-torch-{torch_key()}"
+    return d if (d / ".done").exists() else None
+
+
 def key() -> str:
     import onnx
     import onnxruntime
 
     h = hashlib.sha256()
+    h.update(str(torch_exports()).encode())
     here = Path(__file__).resolve().parent
     for f in [here / "guest_models.py", here / "zoo_onnx.py",
               *sorted((TOP / "pyaccel").rglob("*.py"))]:
@@ -92,8 +114,11 @@ def _run(sess, x: np.ndarray) -> np.ndarray:
     return np.concatenate([sess.run(None, {name: x[i:i + 1]})[0] for i in range(len(x))])
 
 
-def quantize_qdq(src: Path, dst: Path, shape: tuple) -> None:
-    """onnxruntime's static QDQ quantization of src, as its docs recommend."""
+def quantize_qdq(src: Path, dst: Path, shape: tuple, reduce_range: bool = True,
+                 activation_type=None) -> None:
+    """onnxruntime's static QDQ quantization of src, as its docs recommend
+    (reduce_range: 7-bit weights, which its u8s8 kernels need on CPUs without
+    VNNI to match its own QDQ semantics)."""
     from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -110,8 +135,8 @@ def quantize_qdq(src: Path, dst: Path, shape: tuple) -> None:
     pre = dst.with_name("pre.onnx")
     quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
     quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ,
-                    per_channel=True, activation_type=QuantType.QInt8,
-                    weight_type=QuantType.QInt8, reduce_range=True)
+                    per_channel=True, activation_type=activation_type or QuantType.QInt8,
+                    weight_type=QuantType.QInt8, reduce_range=reduce_range)
     pre.unlink()
 
 
@@ -151,6 +176,22 @@ def export(out: Path = DEFAULT_DIR) -> dict:
             entry.update(out_scale=float(out_q.scale), float_layers=sorted(qm.keep_float))
         np.savez(d / "data.npz", **data)
         manifest["models"][name] = entry
+    manifest["torch"] = {}
+    src = torch_exports()
+    if src is None:
+        manifest["torch_missing"] = ("no PyTorch exports on this machine: they need torch "
+                                     "(the bench venv; make bench makes it, or PYACCEL_TORCH=1 "
+                                     "make test)")
+    for net in TORCH_NETS if src else ():
+        for opset in (13, 17):
+            name = f"{net}-opset{opset}"
+            d = tmp / "torch" / name
+            d.mkdir(parents=True)
+            shutil.copy(src / f"{name}.onnx", d / "model.onnx")
+            x = np.load(src / f"{net}.npz")["x"]
+            np.savez(d / "data.npz", x=x, y=_session(d / "model.onnx", True).run(
+                None, {"input": x})[0])
+            manifest["torch"][name] = {}
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)

@@ -14,7 +14,6 @@ skipped, saying so.
 from __future__ import annotations
 
 import glob
-import hashlib
 import importlib.util
 import os
 import subprocess
@@ -27,6 +26,7 @@ import pytest
 pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
+import guest_models  # noqa: E402
 from pyaccel import onnx as ponnx  # noqa: E402
 from pyaccel.compiler import api, execute  # noqa: E402
 from pyaccel.compiler.simulate import HostDevice  # noqa: E402
@@ -38,10 +38,7 @@ OPSETS = (13, 17)
 
 
 def _key() -> str:
-    h = hashlib.sha256()
-    for f in ("tests/host/torch_zoo.py", "bench/requirements.txt"):
-        h.update((TOP / f).read_bytes())
-    return h.hexdigest()[:16]
+    return guest_models.torch_key()
 
 
 def _torch_python() -> str | None:
