@@ -14,8 +14,9 @@ TABLE = {
     "e2e_vs_torch": ("MobileNet-v1 1.0@224 e2e / host PyTorch float32", "<=", 1.3),
     "resnet18_e2e_vs_torch": ("ResNet-18@224 e2e / host PyTorch float32", "<=", 1.3),
     "mobilenet_v2_e2e_vs_torch": ("MobileNetV2 1.0@224 e2e / host PyTorch float32", "<=", 1.3),
-    "device_in_qemu_vs_library": ("device compute inside QEMU / the same layers through the "
-                                  "library on the host (MobileNet-v1 1.0)", "<=", 1.1),
+    "device_in_qemu_vs_library": ("device compute inside QEMU / the same layers chained "
+                                  "through the library on the host (MobileNet-v1 1.0)", "<=",
+                                  1.1),
     "overhead_share": ("share of e2e outside the device's compute (MobileNet-v1 1.0)", "<=",
                        0.10),
     "tiny_job_ms": ("tiny job (1x1 conv, 1 element) round trip from Python, median ms", "<=",
@@ -136,10 +137,14 @@ def library_gap(g: dict, lib: dict) -> dict:
     medians of the e2e calls) against the library's own time on the host."""
     dev = [ly for ly in g["layers"] if ly["op"] == "conv"]
     rows = [dict(name=d["name"], shape=lb["shape"], qemu_ms=d["device_ms"],
-                 library_ms=lb["median_ms"], ratio=d["device_ms"] / lb["median_ms"])
+                 library_ms=lb["chain"]["median_ms"], hot_ms=lb["hot"]["median_ms"],
+                 ratio=d["device_ms"] / lb["chain"]["median_ms"],
+                 ratio_hot=d["device_ms"] / lb["hot"]["median_ms"])
             for d, lb in zip(dev, lib["layers"])]
     q, lb = sum(r["qemu_ms"] for r in rows), sum(r["library_ms"] for r in rows)
-    return dict(layers=rows, qemu_ms=q, library_ms=lb, ratio=q / lb, threads=lib["threads"],
+    hot = sum(r["hot_ms"] for r in rows)
+    return dict(layers=rows, qemu_ms=q, library_ms=lb, hot_ms=hot, ratio=q / lb,
+                ratio_hot=q / hot, threads=lib["threads"],
                 library=lib["library"], openblas_core=lib["openblas_core"])
 
 

@@ -281,12 +281,51 @@ def bench_layer(ffi, lib, layer: Layer, args) -> dict:
                 ok=bool(max_err <= 1e-4 * np.sqrt(fan_in) * 10))
 
 
+def library_chain(ffi, lib, layers: list[Layer], repeats: int, warmup: int = 3) -> list:
+    """The layers as the device runs a network: one after the other, each
+    reading the previous layer's output, each with its own weights (the
+    whole working set passes through the caches once per pass), `repeats`
+    passes; each call timed. Returns per-layer lists of ms."""
+    rng = np.random.default_rng(0)
+    calls, bufs = [], []
+    x = rng.uniform(-1, 1, (1, layers[0].c_in, layers[0].hw, layers[0].hw)).astype(np.float32)
+    for layer in layers:
+        if x.size != layer.c_in * layer.hw * layer.hw:      # the classifier after the pool
+            x = rng.uniform(-1, 1, (1, layer.c_in, layer.hw, layer.hw)).astype(np.float32)
+        w = rng.uniform(-1, 1, (layer.c_out, layer.c_in // layer.groups, layer.k, layer.k))
+        w = (w / np.sqrt(w[0].size)).astype(np.float32)
+        b = rng.uniform(-1, 1, layer.c_out).astype(np.float32)
+        ho = layer.hw_out
+        o = np.empty((1, layer.c_out, ho, ho), np.float32)
+        p = ffi.new("struct cvc_conv *", dict(
+            n=1, c_in=layer.c_in, h_in=layer.hw, w_in=layer.hw, c_out=layer.c_out, h_out=ho,
+            w_out=ho, kh=layer.k, kw=layer.k, stride_h=layer.stride, stride_w=layer.stride,
+            dil_h=1, dil_w=1, pad_top=layer.pad, pad_left=layer.pad, groups=layer.groups,
+            act=getattr(lib, f"CVC_ACT_{layer.act.upper()}")))
+        args = [p] + [ffi.from_buffer("float[]", a) for a in (x, w, b, o)]
+        bufs.append((x, w, b, o))
+        calls.append(args)
+        x = o
+    times: list[list[float]] = [[] for _ in layers]
+    for r in range(warmup + repeats):
+        for k, args in enumerate(calls):
+            t0 = time.perf_counter_ns()
+            if lib.cvc_conv2d(*args) != 0:
+                raise MemoryError("cvc_conv2d failed")
+            if r >= warmup:
+                times[k].append((time.perf_counter_ns() - t0) / 1e6)
+    return times
+
+
 def library_times(ffi, lib, layers: list[Layer], repeats: int, warmup_s: float = 0.1) -> list:
     """Our library alone on each layer (with its activation, the library's
-    default threads, as the device calls it): ms summaries. `make bench`
-    puts them next to the same layers' device_ns inside QEMU."""
+    default threads, as the device calls it), each layer repeated on hot
+    caches (bench-device's way), and the layers chained as in a network
+    (library_chain): ms lists. `make bench` puts them next to the same
+    layers' device_ns inside QEMU."""
+    chain = library_chain(ffi, lib, layers, repeats)
     out = []
-    for layer in layers:
+    for layer, chained in zip(layers, chain):
         rng = np.random.default_rng(0)
         x = rng.uniform(-1, 1, (1, layer.c_in, layer.hw, layer.hw)).astype(np.float32)
         w = rng.uniform(-1, 1, (layer.c_out, layer.c_in // layer.groups, layer.k, layer.k))
@@ -307,7 +346,7 @@ def library_times(ffi, lib, layers: list[Layer], repeats: int, warmup_s: float =
 
         time.sleep(0.02)
         out.append(dict(name=layer.name, shape=layer.shape, act=layer.act,
-                        times_ms=time_it(ours, repeats, warmup_s)))
+                        times_ms=time_it(ours, repeats, warmup_s), chain_times_ms=chained))
     return out
 
 
