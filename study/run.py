@@ -14,6 +14,7 @@ any time: finished runs and device results are kept, and the next
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 import time
@@ -26,6 +27,7 @@ import train  # noqa: E402
 import zoo  # noqa: E402
 
 LOG = zoo.TOP / "build" / "study" / "train.log"
+TIMING = zoo.TOP / "build" / "study" / "timing.json"
 
 
 def say(msg: str) -> None:
@@ -49,19 +51,31 @@ def main() -> int:
     a = ap.parse_args()
     t0 = time.monotonic()
     phases = a.phase or sorted({s.phase for s in zoo.SPECS})
-    failed = 0
+    left = {p: [r for r in train.select([p]) if not train.done(r)] for p in phases}
+    total = sum(train.cost(r) for rs in left.values() for r in rs) or 1.0
+    say(f"study: {sum(map(len, left.values()))} runs to train in phases {phases}")
+    failed, spent, timing = 0, 0.0, dict(started=time.strftime("%Y-%m-%d %H:%M:%S"),
+                                         jobs=a.jobs, phases={})
     for phase in phases:
-        todo = [r for r in train.select([phase]) if not train.done(r)]
-        say(f"study: phase {phase}: {len(todo)} runs to train")
+        todo = left[phase]
+        el = time.monotonic() - t0
+        eta = f", whole study ETA {train.fmt(el * (total - spent) / spent)}" if spent else ""
+        say(f"study: phase {phase}: {len(todo)} runs to train{eta}")
+        tp = time.monotonic()
         failed += train.train_all(todo, a.jobs, LOG)
+        spent += sum(train.cost(r) for r in todo)
+        te = time.monotonic()
         if not a.no_device:
             evaluate.evaluate_pending(say=say)
+        timing["phases"][phase] = dict(runs=len(todo), train_s=round(te - tp),
+                                       evaluate_s=round(time.monotonic() - te))
+        timing["wall_s"] = round(time.monotonic() - t0)
+        TIMING.write_text(json.dumps(timing, indent=1) + "\n")
         report()
     bad = evaluate.check(say=say)
     say(f"study: done in {train.fmt(time.monotonic() - t0)}; {failed} runs failed, "
         f"{len(bad)} differ between the device and the host")
     return 1 if failed or bad else 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
