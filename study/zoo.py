@@ -33,7 +33,7 @@ RECIPES = {
     "full2": (60000, 2),      # cheap families: the whole training set, twice
     "small20": (6000, 20),    # 10% of it, as many steps as full2
     "full1": (60000, 1),      # the allconv width variants: one pass
-    "sub15k2": (15000, 2),    # MobileNet-v1 and ResNets: a quarter, twice
+    "sub10k2": (10000, 2),    # MobileNet-v1 and ResNets: a sixth, twice
 }
 
 CLAIMS = {
@@ -141,7 +141,7 @@ def _specs() -> list[Spec]:
     target = nets.allconv([56] * 3).params                          # claim 4, convs
     for depth in (2, 3, 5):
         c = 56 if depth == 3 else _matched(lambda w: nets.allconv([w] * depth), target, 8, 256)
-        s.append(Spec(f"conv{depth}x{c}", "allconv", _args(widths=[c] * depth), "full2", 1,
+        s.append(Spec(f"conv{depth}x{c}", "allconv", _args(widths=[c] * depth), "full1", 2,
                       ("c4",), (("depth", depth), ("width", c), ("kind", "conv"))))
     # --- phase 2: the allconv width variants (claim 1) ---------------------------------
     for variant, (width, double) in nets.models.ALLCONV_VARIANTS.items():
@@ -150,17 +150,17 @@ def _specs() -> list[Spec]:
                       ("c1",), (("width", width), ("double", "".join(map(str, double)) or "-"))))
     # --- phase 3: MobileNet-v1 (claims 2, 3) -------------------------------------------
     for w in (1.0, 0.75, 0.5, 0.25):
-        s.append(Spec(f"mobilenet_v1-{w:g}", "mobilenet_v1", _args(width=w), "sub15k2", 3,
+        s.append(Spec(f"mobilenet_v1-{w:g}", "mobilenet_v1", _args(width=w), "sub10k2", 3,
                       ("c2",) + (("c3",) if w == 0.75 else ()), (("width", w),)))
     s.append(Spec("mobilenet_v1-1-shallow", "mobilenet_v1",
-                  _args(width=1.0, drop=[7, 8, 9, 10, 11]), "sub15k2", 3, ("c3",),
+                  _args(width=1.0, drop=[7, 8, 9, 10, 11]), "sub10k2", 3, ("c3",),
                   (("width", 1.0), ("dropped", "blocks 7-11 (conv5_2-conv5_6)"))))
     # --- phase 4: residual networks (claim 6) ------------------------------------------
     thin = nets.resnet(8, 3, 1.0).params
     for blocks in (3, 1):
         k = 1.0 if blocks == 3 else _resnet_k(blocks, 8, thin)
         s.append(Spec(f"resnet{6 * blocks + 2}-k{k:g}", "resnet",
-                      _args(base=8, blocks=blocks, k=k), "sub15k2", 4, ("c6",),
+                      _args(base=8, blocks=blocks, k=k), "sub10k2", 4, ("c6",),
                       (("depth", 6 * blocks + 2), ("k", k))))
     return s
 
