@@ -28,7 +28,7 @@ import train  # noqa: E402
 import zoo  # noqa: E402
 from pyaccel.compiler.builder import GraphModel  # noqa: E402
 
-DEFAULT = ("depth3-full2-s0", "depth5-full2-s0", "conv3x56-s0", "mlp1x200-s0")
+DEFAULT = ("depth3-full2-s0", "depth5-full2-s0", "mlp1x200-s0")
 
 
 def sha(p: Path) -> str:
