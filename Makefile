@@ -40,8 +40,10 @@ module: setup
 dtb: artifacts
 	@$(BOARD) dtb --accels $(ACCELS)
 
-test: artifacts
-	@py=$$(scripts/venv.sh) && $$py -m pytest -ra $(PYTEST_ARGS) tests/host
+# The host test venv is made while the board builds (both are slow only once).
+test: setup
+	@scripts/venv.sh >/dev/null & venv=$$!; scripts/build-all.sh && wait $$venv && \
+		py=$$(scripts/venv.sh) && $$py -m pytest -ra $(PYTEST_ARGS) tests/host
 
 demo: artifacts
 	@$(BOARD) run --accels $(ACCELS) -- 'python3 -m pyaccel list && python3 -m pyaccel info && python3 -m pyaccel demo && python3 -m pyaccel analyze mobilenet_v1 --width 0.25 --resolution 32 --classes 10 --data random:16 --analyze-images 2'

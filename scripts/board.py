@@ -16,6 +16,7 @@ Only the standard library: the host's plain python3 runs it.
 from __future__ import annotations
 
 import argparse
+import atexit
 import hashlib
 import os
 import re
@@ -238,6 +239,7 @@ def run(command: str | None, accels: int = 1, timeout: float = 900,
     with open(console_path, "w") as console:
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, errors="replace")
+        _LIVE.add(proc)
         pump = threading.Thread(target=_pump, args=(proc.stdout, console, echo), daemon=True)
         pump.start()
         try:
@@ -246,6 +248,8 @@ def run(command: str | None, accels: int = 1, timeout: float = 900,
             timed_out = True
             proc.kill()
             proc.wait()
+        finally:
+            _LIVE.discard(proc)
         pump.join(timeout=10)
     text = console_path.read_text(errors="replace")
     dmesg_path = out_dir / "dmesg.txt"
@@ -260,6 +264,16 @@ def run(command: str | None, accels: int = 1, timeout: float = 900,
                        kmemleak=leaks.read_text(errors="replace") if leaks.exists() else "")
     result.problems = find_problems(result, timeout)
     return result
+
+
+_LIVE: set = set()       # QEMU processes of runs in flight (a background boot's too)
+
+
+@atexit.register
+def _kill_live() -> None:
+    """A run still in flight when Python exits (pytest -x, ^C) takes its QEMU along."""
+    for proc in list(_LIVE):
+        proc.kill()
 
 
 def _pump(stream, console, echo: bool) -> None:

@@ -33,9 +33,17 @@ done
 if dpkg --compare-versions "$(dpkg-query -W -f='${Version}' meson 2>/dev/null || echo 0)" lt 1.5; then
 	missing+=(meson)
 fi
-[ ${#missing[@]} = 0 ] && { log "host packages: all present"; exit 0; }
+# The guest kernel is Debian's arm64 package (guest/kernel.sh downloads it):
+# apt needs the architecture, and its lists, before the builds run in parallel.
+arm64=1
+dpkg --print-foreign-architectures | grep -qx arm64 || arm64=0
+[ ${#missing[@]} = 0 ] && [ $arm64 = 1 ] && { log "host packages: all present"; exit 0; }
+if [ $arm64 = 0 ]; then
+	log "adding the arm64 architecture to apt (for the guest kernel's packages)"
+	as_root dpkg --add-architecture arm64
+fi
 
-log "host packages missing: ${missing[*]}"
+[ ${#missing[@]} = 0 ] || log "host packages missing: ${missing[*]}"
 bpo=/etc/apt/sources.list.d/pyaccel-backports.sources
 if [ ! -f "$bpo" ]; then
 	mirror=$(debian_mirror bookworm)
@@ -44,6 +52,7 @@ if [ ! -f "$bpo" ]; then
 		"$mirror" | as_root tee "$bpo" >/dev/null
 fi
 as_root apt-get update -q
+[ ${#missing[@]} = 0 ] && { log "host packages: all present"; exit 0; }
 export DEBIAN_FRONTEND=noninteractive
 base=() bpo_list=()
 for p in "${missing[@]}"; do

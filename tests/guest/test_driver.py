@@ -206,7 +206,8 @@ def test_ioctl_structs_grow(dev):
     (dict(input_handle=999), errno.ENOENT),
     (dict(input_handle=0), errno.ENOENT),
     (dict(input_pad=1), errno.EINVAL),
-], ids=lambda v: str(v) if not isinstance(v, dict) else "-".join(v))
+], ids=lambda v: errno.errorcode[v] if not isinstance(v, dict) else
+   "-".join(f"{k}={hex(x) if x > 999 else x}" for k, x in v.items()))
 def test_submit_layer_errors(dev, buf, change, err):
     arr = ffi.new("struct convaccel_layer[]", 1)
     one(buf).fill(arr[0])

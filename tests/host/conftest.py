@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,16 +91,67 @@ class GuestFailure(Exception):
     pass
 
 
-class GuestTest(pytest.Item):
-    def __init__(self, *, case: GuestCase, **kw) -> None:
-        super().__init__(**kw)
-        self.case = case
+class GuestRun:
+    """The in-guest suite, booted in a background thread as soon as the host
+    collects it, so that the host tests run meanwhile (they run first; the
+    guest items wait for the boot at the end of the session)."""
 
+    def __init__(self) -> None:
+        self.dir = RUNS / "guest-suite"
+        self.thread: threading.Thread | None = None
+        self.result: board.RunResult | None = None
+        self.error = ""
+        self.cases: dict[str, GuestCase] = {}
+
+    def start(self) -> None:
+        junit = self.dir / "junit.xml"
+        junit.unlink(missing_ok=True)
+        cmd = ("python3 -m pytest -p no:cacheprovider -q -rfEs -o junit_logging=all "
+               "--junitxml=/out/junit.xml tests/guest")
+
+        def boot() -> None:
+            try:
+                self.result = board.run(cmd, out_dir=self.dir, timeout=GUEST_TIMEOUT)
+            except Exception as e:  # noqa: BLE001 - reported by the board check
+                self.error = f"booting the guest suite failed: {type(e).__name__}: {e}"
+            if junit.exists():
+                self.cases = {c.name: c for c in parse_junit(junit)}
+
+        self.thread = threading.Thread(target=boot, name="guest-suite", daemon=True)
+        self.thread.start()
+
+    def wait(self) -> "GuestRun":
+        if self.thread is not None:
+            self.thread.join()
+        return self
+
+
+GUEST = GuestRun()
+
+
+def guest_names() -> tuple[list[str], str]:
+    """The guest suite's test names (module::test[id]), collected on the host
+    (the same files and manifests the guest reads), and any collection error."""
+    r = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
+                        "-p", "no:cacheprovider", "tests/guest"],
+                       capture_output=True, text=True, cwd=TOP)
+    names = [line.strip().removeprefix("tests/guest/").replace(".py::", "::", 1)
+             for line in r.stdout.splitlines() if line.startswith("tests/guest/")]
+    err = "" if r.returncode == 0 else f"collecting tests/guest on the host failed:\n" \
+        f"{tail(r.stdout + r.stderr, 30)}"
+    return names, err
+
+
+class GuestTest(pytest.Item):
     def runtest(self) -> None:
-        if self.case.outcome == "skipped":
-            pytest.skip(f"in the guest: {self.case.message}")
-        if self.case.outcome == "failed":
-            raise GuestFailure(f"{self.case.message}\n{self.case.details}")
+        case = GUEST.wait().cases.get(self.name)
+        if case is None:
+            raise GuestFailure(f"the guest reported no result for {self.name} (see "
+                               f"{GUEST.dir}/console.log)")
+        if case.outcome == "skipped":
+            pytest.skip(f"in the guest: {case.message}")
+        if case.outcome == "failed":
+            raise GuestFailure(f"{case.message}\n{case.details}")
 
     def repr_failure(self, excinfo, style=None):
         if isinstance(excinfo.value, GuestFailure):
@@ -111,16 +163,33 @@ class GuestTest(pytest.Item):
 
 
 class BoardCheck(pytest.Item):
-    """Fails when the boot itself went wrong: no report, QEMU crash, kernel BUG/WARN."""
+    """Fails when the boot itself went wrong: no report, QEMU crash, kernel BUG/WARN,
+    a guest test the host did not know of."""
 
-    def __init__(self, *, problems: list[str], evidence: str, **kw) -> None:
+    def __init__(self, *, problems: list[str], names: list[str], **kw) -> None:
         super().__init__(**kw)
         self.problems = problems
-        self.evidence = evidence
+        self.names = names
 
     def runtest(self) -> None:
-        if self.problems:
-            raise GuestFailure("\n".join(self.problems) + "\n" + self.evidence)
+        g = GUEST.wait()
+        r = g.result
+        problems = list(self.problems) + ([g.error] if g.error else [])
+        if r is not None:
+            problems += list(r.problems)
+            if not g.cases:
+                problems.append("the guest suite produced no results")
+            elif r.status not in (0, None) and not any(c.outcome == "failed"
+                                                       for c in g.cases.values()):
+                problems.append(f"guest pytest exited {r.status} without a failed test")
+        extra = sorted(set(g.cases) - set(self.names))
+        if extra:
+            problems.append(f"the guest ran {len(extra)} test(s) the host did not collect: "
+                            f"{', '.join(extra[:5])}")
+        if problems:
+            console = tail(r.console) if r is not None else ""
+            raise GuestFailure("\n".join(problems) + f"\nsaved: {g.dir}/console.log, "
+                               f"{g.dir}/dmesg.txt\n--- console (last lines) ---\n{console}")
 
     def repr_failure(self, excinfo, style=None):
         return str(excinfo.value)
@@ -147,25 +216,21 @@ def export_for_guest() -> list[str]:
 class GuestSuite(pytest.File):
     def collect(self):
         ensure_built()
-        exported = export_for_guest()
-        run_dir = RUNS / "guest-suite"
-        junit = run_dir / "junit.xml"
-        junit.unlink(missing_ok=True)
-        cmd = ("python3 -m pytest -p no:cacheprovider -q -rfEs -o junit_logging=all "
-               "--junitxml=/out/junit.xml tests/guest")
-        r = board.run(cmd, out_dir=run_dir, timeout=GUEST_TIMEOUT)
-        evidence = (f"saved: {run_dir}/console.log, {run_dir}/dmesg.txt\n"
-                    f"--- console (last lines) ---\n{tail(r.console)}")
-        cases = parse_junit(junit) if junit.exists() else []
-        for case in cases:
-            yield GuestTest.from_parent(self, name=case.name, case=case)
-        problems = exported + list(r.problems)
-        if not cases:
-            problems.append("the guest suite produced no results")
-        elif r.status not in (0, None) and not any(c.outcome == "failed" for c in cases):
-            problems.append(f"guest pytest exited {r.status} without a failed test")
+        problems = export_for_guest()
+        names, err = guest_names()
+        problems += [err] if err else []
+        GUEST.start()
+        for name in names:
+            yield GuestTest.from_parent(self, name=name)
         yield BoardCheck.from_parent(self, name="board: clean boot, kernel log and QEMU exit",
-                                     problems=problems, evidence=evidence)
+                                     problems=problems, names=names)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Host tests first (the guest suite boots meanwhile), then the guest's
+    items and the modules that read its results."""
+    late = ("test_guest.py", "test_onnx_nodes.py")
+    items.sort(key=lambda i: i.path.name in late)
 
 
 def pytest_pycollect_makemodule(module_path, parent):

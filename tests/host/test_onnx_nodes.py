@@ -6,16 +6,14 @@ pyaccel/onnx.py), then the guest runs tests/guest/test_onnx_nodes.py on the
 emulated device. Each node test is one item here with the guest's outcome:
 passed, failed (with the guest's assertion) or skipped (with the reason).
 
-The main guest suite (test_guest.py) boots before this module is collected:
-when its run in this session already used this export (the guest test
-test_manifest_key[<key>] is in its junit), its results are taken as they
-are; otherwise (a clean clone: nothing exported yet at its boot, or only
-this file was asked for) this module boots the board once for the node
-tests alone. test_summary prints passed / loaded per operator.
+The main guest suite (test_guest.py, booted in the background while the host
+tests run; conftest.GUEST) exports the node tests before it boots: its
+results are taken as they are when its run used this export (the guest test
+test_manifest_key[<key>] is among them); otherwise (only this file was asked
+for) this module boots the board once for the node tests alone. test_summary prints passed / loaded per operator.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -26,7 +24,6 @@ import onnx_node_tests  # noqa: E402
 
 MANIFEST = onnx_node_tests.export()
 TESTS = sorted(MANIFEST["tests"])
-SESSION_START = os.stat(f"/proc/{os.getpid()}").st_ctime
 GUEST_FILE = "tests/guest/test_onnx_nodes.py"
 KEY_TEST = f"test_onnx_nodes::test_manifest_key[{MANIFEST['key']}]"
 
@@ -39,12 +36,11 @@ def _cases(junit: Path) -> dict:
 @pytest.fixture(scope="module")
 def guest():
     """{guest test name: GuestCase}, the run's folder, its boot problems."""
-    main = conftest.RUNS / "guest-suite"
-    junit = main / "junit.xml"
-    if junit.exists() and junit.stat().st_mtime >= SESSION_START:
-        cases = _cases(junit)
+    main = conftest.GUEST.wait()            # the main suite, if this session booted it
+    if main.thread is not None:
+        cases = {n: c for n, c in main.cases.items() if n.startswith("test_onnx_nodes::")}
         if KEY_TEST in cases:
-            return cases, main, []
+            return cases, main.dir, []
     run_dir = conftest.RUNS / "onnx-nodes"
     junit = run_dir / "junit.xml"
     junit.unlink(missing_ok=True)

@@ -13,7 +13,7 @@ def test_stress_short():
                        capture_output=True, text=True, timeout=1800)
     print(r.stdout)
     assert r.returncode == 0, f"{r.stdout}\n{r.stderr[-3000:]}"
-    results = json.loads((TOP / "tests/stress/results-short.json").read_text())
+    results = json.loads((TOP / "build/test-runs/stress-short/results.json").read_text())
     fuzz = results["ioctl_fuzz"]
     assert fuzz["calls"] >= fuzz["target_calls"] or fuzz["fuzz_s"] >= fuzz["budget_s"]
     assert fuzz["events"]["epochs"] >= 2 and fuzz["errnos"]["ok"] > 0
