@@ -18,9 +18,12 @@ Reshape/Transpose/Reshape of a channel shuffle, MaxPool, AveragePool
 (count_include_pad either way, ceil_mode), GlobalAveragePool,
 GlobalMaxPool, ReduceMean over H and W, Flatten, Gemm and MatMul as fully
 connected layers (constant weights), Softmax, Identity and Dropout
-(inference). Constant subgraphs (the Shape/Gather/Unsqueeze/Concat chains
-torch.onnx.export writes around Flatten and Reshape, Constant, Cast,
-arithmetic on constants) are folded while loading (``FOLDABLE``).
+(inference). int8 models in QDQ form (``QDQ``: QuantizeLinear/DequantizeLinear
+pairs around those operators, as onnxruntime's quantize_static writes them)
+load through :func:`load_model` as a QuantizedModel. Constant subgraphs (the
+Shape/Gather/Unsqueeze/Concat chains torch.onnx.export writes around Flatten
+and Reshape, Constant, Cast, arithmetic on constants) are folded while
+loading (``FOLDABLE``).
 
 Anything else raises :class:`OnnxImportError` naming the node, its op type
 and the reason; nothing is skipped silently. Tensors of another rank than 4
@@ -44,8 +47,10 @@ from .compiler.ir import Graph, IRError, Quant
 SUPPORTED = ("Conv", "BatchNormalization", "Relu", "Clip", "LeakyRelu", "Sigmoid",
              "HardSigmoid", "HardSwish", "Add", "Mul", "Concat", "Split", "Slice", "Reshape",
              "Transpose", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool",
-             "ReduceMean", "Flatten", "Gemm", "MatMul", "Softmax", "Identity", "Dropout",
-             "QuantizeLinear", "DequantizeLinear")
+             "ReduceMean", "Flatten", "Gemm", "MatMul", "Softmax", "Identity", "Dropout")
+# int8 models: QuantizeLinear/DequantizeLinear pairs around the operators above
+# (onnxruntime's QDQ format; see load_model), not as standalone operators
+QDQ = ("QuantizeLinear", "DequantizeLinear")
 FOLDABLE = ("Constant", "Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Add",
             "Sub", "Mul", "Div", "Slice", "Reshape", "Identity", "ConstantOfShape", "Range",
             "Floor", "Ceil", "Sqrt", "Neg", "Transpose", "Equal", "Where", "Expand", "Size",
@@ -341,7 +346,7 @@ class Importer:
                 continue
             handler = getattr(self, f"op_{node.op_type}", None)
             if handler is None:
-                self.fail("operator not supported (pyaccel.onnx.SUPPORTED lists those that "
+                self.fail("operator not supported (pyaccel.onnx.SUPPORTED and QDQ list those that "
                           "are)")
             handler(node, _attrs(self.onnx, node))
         self.node_name, self.op_type = "-", "graph output"
