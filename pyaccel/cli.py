@@ -197,6 +197,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     kept = [k for k, v in prec.items() if v == "f32"]
     print(f"{qm.name}: {sum(v == 'int8' for v in prec.values())} int8 nodes, "
           f"{len(kept)} float32 ({', '.join(kept) or 'none'}); calibration {qm.calibration}")
+    print(qm.memory_line())
     qm.save(args.out)
     print(f"saved {args.out} (python3 -m pyaccel run {args.out})")
     return 0

@@ -521,6 +521,7 @@ def precision_report(qm: "QuantizedModel") -> str:
                else "")]
     for n in floats:
         rows.append(f"  {n:<34} float32  {why.get(n, 'no int8 form')}")
+    rows.append(qm.memory_line())
     return "\n".join(rows)
 
 
@@ -544,6 +545,22 @@ class QuantizedModel(GraphModel):
         g = self.graph
         return {n.name: ("int8" if g.tensors[n.outputs[0]].dtype == "s8" else "f32")
                 for n in g.nodes if n.op not in ("quantize", "dequantize")}
+
+    def weight_memory(self) -> dict:
+        """Bytes of parameters: ``int8`` the quantized graph's constants (int8
+        weights, int32 biases, rescale records, tables), ``float32`` the float
+        graph's (None without one)."""
+        size = lambda g: sum(np.asarray(a).nbytes for a in g.constants.values())  # noqa: E731
+        return {"int8": size(self.graph),
+                "float32": None if self.float_graph is None else size(self.float_graph)}
+
+    def memory_line(self) -> str:
+        m = self.weight_memory()
+        if m["float32"] is None:
+            return f"weights: {m['int8']:,} bytes int8"
+        return (f"weights: {m['int8']:,} bytes int8 (weights, int32 biases, rescale records) "
+                f"vs {m['float32']:,} bytes float32: {m['float32'] / max(m['int8'], 1):.2f}x "
+                "smaller")
 
     def float_reference(self, x: np.ndarray) -> np.ndarray:
         if self.float_graph is None:

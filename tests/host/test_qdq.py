@@ -175,6 +175,13 @@ def test_quantizing_a_qdq_model_again_is_refused(qdq):
         quantize.quantize(GraphModel(g), np.zeros((1,) + g.shape(g.inputs[0])[1:], np.float32))
 
 
+def test_int8_weights_take_about_a_quarter_of_the_memory(qdq):
+    qm = ponnx.load_model(str(qdq["resnet_like"]))
+    m = qm.weight_memory()
+    assert 3.0 < m["float32"] / m["int8"] < 4.0, m
+    assert "x smaller" in precision_report(qm)
+
+
 def test_quantize_error_is_an_accel_error():
     import pyaccel
 
