@@ -33,12 +33,25 @@ from pyaccel.compiler.builder import GraphModel  # noqa: E402
 
 BATCH = 250
 INT8_IMAGES = 2000          # int8 runs on the first 2,000 test images (int8 is slow here)
-JOB_BUDGET_S = 0.4          # a batch's device time, well inside the driver's 2 s job timeout
+JOB_BUDGET_S = 0.2          # a batch's device time, well inside the driver's 2 s job timeout
 
 
 def device_predictions(dev, model, x: np.ndarray, batch: int = BATCH) -> np.ndarray:
     """Class predictions of inputs x (N, ...) on the device; the last batch is
-    padded with zeros (their predictions are dropped)."""
+    padded with zeros (their predictions are dropped). A batch that runs into
+    the driver's job timeout (a loaded host slows the emulated device) is
+    retried, all of it, at half the batch."""
+    while True:
+        try:
+            return _predictions(dev, model, x, batch)
+        except pyaccel.JobError as e:
+            if e.result.status != "timeout" or batch == 1:
+                raise
+            batch = max(1, batch // 2)
+            print(f"[guest] job timeout: batch {batch} now", flush=True)
+
+
+def _predictions(dev, model, x: np.ndarray, batch: int) -> np.ndarray:
     batch = min(batch, len(x))
     preds = []
     with model.compile(dev, batch) as net:
