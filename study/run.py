@@ -2,8 +2,8 @@
 
     $(scripts/venv.sh bench/requirements.txt) study/run.py [--phase N ...] [--jobs 2]
 
-Phase by phase (zoo.Spec.phase: 1 the cheap families, 2 the allconv width
-variants and matched convnets, 3 MobileNet-v1, 4 the residual networks): train the phase's runs
+Phase by phase (zoo.Spec.phase: 1 the cheap families, 2 the residual
+networks, 3 MobileNet-v1, 4 the allconv width variants and matched convnets): train the phase's runs
 that are not in the cache (train.py, --jobs processes), evaluate every
 trained run without a device result on the board (evaluate.py), then
 regenerate results.json, study/README.md's sections and the figures
