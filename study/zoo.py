@@ -32,7 +32,7 @@ MANIFEST = WEIGHTS / "manifest.json"
 RECIPES = {
     "full2": (60000, 2),      # cheap families: the whole training set, twice
     "small20": (6000, 20),    # 10% of it, as many steps as full2
-    "full1": (60000, 1),      # the allconv width variants: one pass
+    "sub30k1": (30000, 1),    # the allconv width variants, matched convnets: half, once
     "sub10k2": (10000, 2),    # MobileNet-v1 and ResNets: a sixth, twice
 }
 
@@ -141,12 +141,12 @@ def _specs() -> list[Spec]:
     target = nets.allconv([56] * 3).params                          # claim 4, convs
     for depth in (2, 3, 5):
         c = 56 if depth == 3 else _matched(lambda w: nets.allconv([w] * depth), target, 8, 256)
-        s.append(Spec(f"conv{depth}x{c}", "allconv", _args(widths=[c] * depth), "full1", 4,
+        s.append(Spec(f"conv{depth}x{c}", "allconv", _args(widths=[c] * depth), "sub30k1", 4,
                       ("c4",), (("depth", depth), ("width", c), ("kind", "conv"))))
     # --- phase 4: the allconv width variants (claim 1) ---------------------------------
     for variant, (width, double) in nets.models.ALLCONV_VARIANTS.items():
         widths = nets.allconv_widths(width, double)
-        s.append(Spec(f"allconv-{variant}", "allconv", _args(widths=widths), "full1", 4,
+        s.append(Spec(f"allconv-{variant}", "allconv", _args(widths=widths), "sub30k1", 4,
                       ("c1",), (("width", width), ("double", "".join(map(str, double)) or "-"))))
     # --- phase 3: MobileNet-v1 (claims 2, 3) -------------------------------------------
     for w in (1.0, 0.75, 0.5, 0.25):
