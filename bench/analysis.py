@@ -158,6 +158,32 @@ def table_targets(values: dict, spreads: dict) -> list:
     return out
 
 
+# Other processes' share of the machine above which a ratio is no comparison:
+# PyTorch's OpenMP threads (their barriers spin) lose far more than the
+# device when the two cores are shared, the device's threads share them with
+# the guest's vCPUs.
+MAX_OTHER_LOAD = 0.25
+# which phase's load each target depends on
+TARGET_PHASES = {"e2e_vs_torch": ("guest", "host"), "resnet18_e2e_vs_torch": ("guest", "host"),
+                 "mobilenet_v2_e2e_vs_torch": ("guest", "host"),
+                 "device_in_qemu_vs_library": ("guest", "host"), "overhead_share": ("guest",),
+                 "tiny_job_ms": ("guest",), "int8_e2e_vs_torch": ("guest", "host"),
+                 "int8_vs_onnxruntime": ("guest", "host"),
+                 "batch_throughput_vs_torch": ("guest", "host"),
+                 "speedup_vs_guest_cpu": ("guest",)}
+
+
+def validate(targets: list, env: dict, max_load: float = MAX_OTHER_LOAD) -> None:
+    """Mark each target valid or not by the other processes' load during the
+    phases it was measured in (env: bench.py's; loads as fractions)."""
+    loads = dict(guest=env.get("other_load_during_guest", 0.0),
+                 host=env.get("other_load_during_host", 0.0))
+    for t in targets:
+        worst = max(loads[p] for p in TARGET_PHASES.get(t["key"], ("guest", "host")))
+        t["other_load"] = round(worst, 3)
+        t["valid"] = worst <= max_load
+
+
 def analyse(guest: dict, host: dict) -> dict:
     rows = [network_row(guest["main"][label], host["nets"][label]) for label in guest["main"]]
     points = [scaling_point(g) for g in list(guest["main"].values())

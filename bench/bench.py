@@ -128,7 +128,15 @@ def main() -> int:
                     help="seconds to wait at most for an idle machine before measuring")
     ap.add_argument("--timeout", type=float, default=1800, help="guest run timeout, s")
     ap.add_argument("--json", type=Path, default=HERE / "results.json")
+    ap.add_argument("--report-only", action="store_true",
+                    help="measure nothing: print --json's results, draw its figures and "
+                         "paste them into the READMEs again")
     args = ap.parse_args()
+    if args.report_only:
+        results = json.loads(args.json.read_text())
+        analysis.validate(results["targets"], results["env"])
+        publish(results, args)
+        return 1 if checks(results) else 0
     t_start = time.monotonic()
     env: dict = dict(host=dict(machine(), python=platform.python_version(),
                                cpu=platform.processor() or platform.machine()))
@@ -151,16 +159,27 @@ def main() -> int:
     env["torch"] = host["env"]
     env["host"]["loadavg_end"] = machine()["loadavg"]
     results = analysis.analyse(guest, host)
+    analysis.validate(results["targets"], env)
     env["total_s"] = round(time.monotonic() - t_start, 1)
     results = dict(env=env, settings=dict(guest=guest["settings"], host=dict(
         repeats=args.repeats, layer_repeats=args.layer_repeats, warmup_calls=5,
         layer_warmup_calls=3, threads=args.threads)), **results)
     args.json.write_text(json.dumps(results, indent=1) + "\n")
+    publish(results, args)
+    bad = checks(results)
+    for b in bad:
+        print(f"bench: MISMATCH {b}", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def publish(results: dict, args: argparse.Namespace) -> None:
+    """Print the tables, draw the figures, paste into the READMEs (full runs)."""
+    env = results["env"]
     print()
     print(report.full(results))
     figures = plots.all_figures(results, HERE if args.json == HERE / "results.json"
                                 else args.json.parent, nets.MOBILENET_1.label)
-    if not args.quick and args.json == HERE / "results.json":
+    if not getattr(args, "quick", False) and args.json == HERE / "results.json":
         report.update_readme(HERE / "README.md", f"```\n{report.full(results)}\n```",
                              README_BEGIN, README_END)
         for readme in (HERE / "README.md", TOP / "README.md"):
@@ -170,10 +189,6 @@ def main() -> int:
           + f" ({env['total_s']:.0f} s; other processes used "
             f"{100 * env.get('other_load_during_guest', 0):.0f}% of the machine during the "
             f"guest run, {100 * env['other_load_during_host']:.0f}% during PyTorch's)")
-    bad = checks(results)
-    for b in bad:
-        print(f"bench: MISMATCH {b}", file=sys.stderr)
-    return 1 if bad else 0
 
 
 if __name__ == "__main__":

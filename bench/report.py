@@ -77,6 +77,12 @@ def scaling_table(fits: dict) -> str:
     return "\n".join(lines)
 
 
+def analysis_max_load() -> float:
+    from analysis import MAX_OTHER_LOAD
+
+    return MAX_OTHER_LOAD
+
+
 def _fmt(v) -> str:
     return "-" if v is None else f"{v:.3g}"
 
@@ -94,7 +100,15 @@ def targets_table(targets: list[dict]) -> str:
     lines = [head, "-" * len(head)]
     for t in targets:
         met = "-" if t["met"] is None else ("MET" if t["met"] else "MISSED")
-        lines.append(f"{t['what'][:76]:<76}{_fmt(t['value']):>8}  {t['target']:<8}{met:>7}")
+        if t.get("valid") is False:
+            met += "*"
+        lines.append(f"{t['what'][:76]:<76}{_fmt(t['value']):>8}  {t['target']:<8}{met:>8}")
+    busy = [t for t in targets if t.get("valid") is False]
+    if busy:
+        lines += ["", f"* not a valid comparison: other processes used up to "
+                      f"{100 * max(t['other_load'] for t in busy):.0f}% of the machine while "
+                      "it was measured (limit "
+                      f"{100 * analysis_max_load():.0f}%; measure again on a quiet machine)"]
     lines += ["", "of (median ms, p10-p90):"]
     for t in targets:
         if t.get("num_ms"):
@@ -219,10 +233,15 @@ def summary_md(results: dict) -> str:
              f"{100 * env.get('other_load_during_guest', 0):.0f}% of the machine during the "
              f"guest run and {100 * env['other_load_during_host']:.0f}% during the host's "
              f"(PyTorch {env['torch']['torch']}, {env['torch']['threads']} threads); every "
-             "ratio is between two numbers of this one run (medians, p10-p90).", "",
+             "ratio is between two numbers of this one run (medians, p10-p90). A ratio "
+             f"measured while other processes used more than {100 * analysis_max_load():.0f}% "
+             "of the machine is marked not valid: PyTorch's threads lose far more than the "
+             "device on shared cores.", "",
              "| figure | measured | target | |", "|---|---|---|---|"]
     for t in results["targets"]:
         met = "-" if t["met"] is None else ("met" if t["met"] else "missed")
+        if t.get("valid") is False:
+            met += f" (not valid: machine {100 * t['other_load']:.0f}% busy)"
         lines.append(f"| {t['what']} | {_mdv(t)} | {t['target']} | {met} |")
     i8, gap = results.get("int8"), results.get("library_gap")
     if i8:
