@@ -263,6 +263,60 @@ bool cva_in_range(uint32_t v, uint32_t lo, uint32_t hi)
  * Is [addr, addr + len) (guest RAM) one contiguous host range? Then the job
  * reads it in place (cva_dma_view), else from a copy.
  */
+uint32_t cva_check_sizes(const CvaGeom *g, uint32_t index)
+{
+    if (!cva_in_range(g->n, 1, CONVACCEL_MAX_DIM_VALUE) ||
+        !cva_in_range(g->h_in, 1, CONVACCEL_MAX_DIM_VALUE) ||
+        !cva_in_range(g->w_in, 1, CONVACCEL_MAX_DIM_VALUE) ||
+        !cva_in_range(g->h_out, 1, CONVACCEL_MAX_DIM_VALUE) ||
+        !cva_in_range(g->w_out, 1, CONVACCEL_MAX_DIM_VALUE) ||
+        !cva_in_range(g->c_in, 1, CONVACCEL_MAX_CHANNELS_VALUE) ||
+        !cva_in_range(g->c_out, 1, CONVACCEL_MAX_CHANNELS_VALUE)) {
+        FAIL(CONVACCEL_ERR_SHAPE, "a size is 0 or above its limit");
+    }
+    return 0;
+}
+
+uint32_t cva_check_window(const CvaGeom *g, uint32_t pad_bottom, uint32_t pad_right,
+                          bool conv, uint32_t index)
+{
+    const uint32_t maxk = CONVACCEL_MAX_KERNEL_VALUE;
+
+    if (!cva_in_range(g->kh, 1, maxk) || !cva_in_range(g->kw, 1, maxk) ||
+        !cva_in_range(g->stride_h, 1, maxk) || !cva_in_range(g->stride_w, 1, maxk) ||
+        !cva_in_range(g->dil_h, 1, maxk) || !cva_in_range(g->dil_w, 1, maxk)) {
+        FAIL(CONVACCEL_ERR_KERNEL, "kernel %ux%u stride %ux%u dilation %ux%u",
+             g->kh, g->kw, g->stride_h, g->stride_w, g->dil_h, g->dil_w);
+    }
+    if (!conv && (g->dil_h != 1 || g->dil_w != 1)) {
+        FAIL(CONVACCEL_ERR_KERNEL, "pooling has no dilation");
+    }
+    if (MAX(MAX(g->pad_top, pad_bottom), MAX(g->pad_left, pad_right)) >
+        CONVACCEL_MAX_PAD_VALUE) {
+        FAIL(CONVACCEL_ERR_PAD, "padding above %d", CONVACCEL_MAX_PAD_VALUE);
+    }
+    if (!conv && (g->pad_top >= g->kh || pad_bottom >= g->kh ||
+                  g->pad_left >= g->kw || pad_right >= g->kw)) {
+        FAIL(CONVACCEL_ERR_PAD, "pooling padding must be below the kernel size");
+    }
+    if (conv) {
+        if (g->groups == 0 || g->c_in % g->groups || g->c_out % g->groups) {
+            FAIL(CONVACCEL_ERR_GROUPS, "groups %u for %u -> %u channels",
+                 g->groups, g->c_in, g->c_out);
+        }
+    } else if (g->groups != 1 || g->c_out != g->c_in) {
+        FAIL(CONVACCEL_ERR_SHAPE, "pooling needs groups 1 and c_out == c_in");
+    }
+    if (cva_out_size(g->h_in, g->pad_top, pad_bottom, g->kh, g->stride_h,
+                     g->dil_h) != g->h_out ||
+        cva_out_size(g->w_in, g->pad_left, pad_right, g->kw, g->stride_w,
+                     g->dil_w) != g->w_out) {
+        FAIL(CONVACCEL_ERR_SHAPE, "output %ux%u does not follow from the input "
+             "%ux%u and the kernel", g->h_out, g->w_out, g->h_in, g->w_in);
+    }
+    return 0;
+}
+
 bool cva_dma_contiguous(ConvAccelState *s, uint64_t addr, uint64_t len)
 {
     hwaddr xlat, plen = len;
@@ -307,9 +361,15 @@ static uint32_t check_layer(ConvAccelState *s, Layer *l, uint32_t index,
                             uint64_t *work)
 {
     const uint64_t max_bytes = (uint64_t)CONVACCEL_MAX_TENSOR_MB_VALUE << 20;
-    const uint32_t maxk = CONVACCEL_MAX_KERNEL_VALUE;
     bool conv = l->op == CONVACCEL_LAYER_OP_CONV;
     uint32_t act = (l->flags & CONVACCEL_LAYER_ACT_MASK) >> CONVACCEL_LAYER_ACT_SHIFT;
+    const CvaGeom g = {
+        .n = l->n, .c_in = l->c_in, .h_in = l->h_in, .w_in = l->w_in,
+        .c_out = l->c_out, .h_out = l->h_out, .w_out = l->w_out, .groups = l->groups,
+        .kh = l->kh, .kw = l->kw, .stride_h = l->stride_h, .stride_w = l->stride_w,
+        .dil_h = l->dil_h, .dil_w = l->dil_w, .pad_top = l->pad_top, .pad_left = l->pad_left,
+    };
+    uint32_t err;
 
     if (!conv && l->op != CONVACCEL_LAYER_OP_MAXPOOL && l->op != CONVACCEL_LAYER_OP_AVGPOOL) {
         FAIL(CONVACCEL_ERR_OP, "op %u", l->op);
@@ -324,46 +384,12 @@ static uint32_t check_layer(ConvAccelState *s, Layer *l, uint32_t index,
     if (conv && !(l->flags & CONVACCEL_LAYER_FLAG_BIAS) && l->bias) {
         FAIL(CONVACCEL_ERR_RESERVED, "bias address without the BIAS flag");
     }
-    if (!cva_in_range(l->n, 1, CONVACCEL_MAX_DIM_VALUE) ||
-        !cva_in_range(l->h_in, 1, CONVACCEL_MAX_DIM_VALUE) ||
-        !cva_in_range(l->w_in, 1, CONVACCEL_MAX_DIM_VALUE) ||
-        !cva_in_range(l->h_out, 1, CONVACCEL_MAX_DIM_VALUE) ||
-        !cva_in_range(l->w_out, 1, CONVACCEL_MAX_DIM_VALUE) ||
-        !cva_in_range(l->c_in, 1, CONVACCEL_MAX_CHANNELS_VALUE) ||
-        !cva_in_range(l->c_out, 1, CONVACCEL_MAX_CHANNELS_VALUE)) {
-        FAIL(CONVACCEL_ERR_SHAPE, "a size is 0 or above its limit");
+    err = cva_check_sizes(&g, index);
+    if (!err) {
+        err = cva_check_window(&g, l->pad_bottom, l->pad_right, conv, index);
     }
-    if (!cva_in_range(l->kh, 1, maxk) || !cva_in_range(l->kw, 1, maxk) ||
-        !cva_in_range(l->stride_h, 1, maxk) || !cva_in_range(l->stride_w, 1, maxk) ||
-        !cva_in_range(l->dil_h, 1, maxk) || !cva_in_range(l->dil_w, 1, maxk)) {
-        FAIL(CONVACCEL_ERR_KERNEL, "kernel %ux%u stride %ux%u dilation %ux%u",
-             l->kh, l->kw, l->stride_h, l->stride_w, l->dil_h, l->dil_w);
-    }
-    if (!conv && (l->dil_h != 1 || l->dil_w != 1)) {
-        FAIL(CONVACCEL_ERR_KERNEL, "pooling has no dilation");
-    }
-    if (MAX(MAX(l->pad_top, l->pad_bottom), MAX(l->pad_left, l->pad_right)) >
-        CONVACCEL_MAX_PAD_VALUE) {
-        FAIL(CONVACCEL_ERR_PAD, "padding above %d", CONVACCEL_MAX_PAD_VALUE);
-    }
-    if (!conv && (l->pad_top >= l->kh || l->pad_bottom >= l->kh ||
-                  l->pad_left >= l->kw || l->pad_right >= l->kw)) {
-        FAIL(CONVACCEL_ERR_PAD, "pooling padding must be below the kernel size");
-    }
-    if (conv) {
-        if (l->groups == 0 || l->c_in % l->groups || l->c_out % l->groups) {
-            FAIL(CONVACCEL_ERR_GROUPS, "groups %u for %u -> %u channels",
-                 l->groups, l->c_in, l->c_out);
-        }
-    } else if (l->groups != 1 || l->c_out != l->c_in) {
-        FAIL(CONVACCEL_ERR_SHAPE, "pooling needs groups 1 and c_out == c_in");
-    }
-    if (cva_out_size(l->h_in, l->pad_top, l->pad_bottom, l->kh, l->stride_h,
-                 l->dil_h) != l->h_out ||
-        cva_out_size(l->w_in, l->pad_left, l->pad_right, l->kw, l->stride_w,
-                 l->dil_w) != l->w_out) {
-        FAIL(CONVACCEL_ERR_SHAPE, "output %ux%u does not follow from the input "
-             "%ux%u and the kernel", l->h_out, l->w_out, l->h_in, l->w_in);
+    if (err) {
+        return err;
     }
 
     l->in_bytes = (uint64_t)l->n * l->c_in * l->h_in * l->w_in * 4;

@@ -10,6 +10,7 @@
 
 #include "convaccel.h"
 #include "convaccel_compute.h"
+#include "convaccel-ops.h"
 
 typedef ConvAccelCounters JobCounters;
 
@@ -53,6 +54,16 @@ uint32_t cva_cancel_status(ConvAccelState *s, uint32_t gen);
 bool cva_in_range(uint32_t v, uint32_t lo, uint32_t hi);
 uint64_t cva_out_size(uint32_t in, uint32_t pad_a, uint32_t pad_b,
                       uint32_t k, uint32_t stride, uint32_t dil);
+/*
+ * The geometry checks both descriptor versions share; 0 or a
+ * CONVACCEL_ERR_* code (logged as a guest error for layer index).
+ * cva_check_sizes: every size 1..its limit. cva_check_window: the kernel,
+ * stride, dilation, padding and groups of a convolution (conv) or pooling
+ * window, and that the output size follows from them.
+ */
+uint32_t cva_check_sizes(const CvaGeom *g, uint32_t index);
+uint32_t cva_check_window(const CvaGeom *g, uint32_t pad_bottom, uint32_t pad_right,
+                          bool conv, uint32_t index);
 
 bool cva_dma_range_ok(ConvAccelState *s, uint64_t addr, uint64_t len,
                       bool is_write);

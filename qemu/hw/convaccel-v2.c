@@ -258,7 +258,6 @@ static bool in_s8(uint32_t zp)
 static uint32_t check_fields(ConvAccelState *s, Layer2 *l, uint32_t index,
                              const uint8_t *d)
 {
-    const uint32_t maxk = CONVACCEL_MAX_KERNEL_VALUE;
     CvaGeom *g = &l->g;
     bool conv = is_op(l, CONVACCEL_LAYER_OP_CONV), fc = is_op(l, CONVACCEL_LAYER_OP_FC);
     bool sshift = is_op(l, CONVACCEL_LAYER_OP_SCALE_SHIFT);
@@ -369,49 +368,14 @@ static uint32_t check_fields(ConvAccelState *s, Layer2 *l, uint32_t index,
     }
 
     /* geometry */
-    if (!cva_in_range(g->n, 1, CONVACCEL_MAX_DIM_VALUE) ||
-        !cva_in_range(g->h_in, 1, CONVACCEL_MAX_DIM_VALUE) ||
-        !cva_in_range(g->w_in, 1, CONVACCEL_MAX_DIM_VALUE) ||
-        !cva_in_range(g->h_out, 1, CONVACCEL_MAX_DIM_VALUE) ||
-        !cva_in_range(g->w_out, 1, CONVACCEL_MAX_DIM_VALUE) ||
-        !cva_in_range(g->c_in, 1, CONVACCEL_MAX_CHANNELS_VALUE) ||
-        !cva_in_range(g->c_out, 1, CONVACCEL_MAX_CHANNELS_VALUE)) {
-        FAIL(CONVACCEL_ERR_SHAPE, "a size is 0 or above its limit");
+    err = cva_check_sizes(g, index);
+    if (!err && windowed(l)) {
+        err = cva_check_window(g, l->pad_bottom, l->pad_right, conv, index);
     }
-    if (windowed(l)) {
-        if (!cva_in_range(g->kh, 1, maxk) || !cva_in_range(g->kw, 1, maxk) ||
-            !cva_in_range(g->stride_h, 1, maxk) || !cva_in_range(g->stride_w, 1, maxk) ||
-            !cva_in_range(g->dil_h, 1, maxk) || !cva_in_range(g->dil_w, 1, maxk)) {
-            FAIL(CONVACCEL_ERR_KERNEL, "kernel %ux%u stride %ux%u dilation %ux%u",
-                 g->kh, g->kw, g->stride_h, g->stride_w, g->dil_h, g->dil_w);
-        }
-        if (!conv && (g->dil_h != 1 || g->dil_w != 1)) {
-            FAIL(CONVACCEL_ERR_KERNEL, "pooling has no dilation");
-        }
-        if (MAX(MAX(g->pad_top, l->pad_bottom), MAX(g->pad_left, l->pad_right)) >
-            CONVACCEL_MAX_PAD_VALUE) {
-            FAIL(CONVACCEL_ERR_PAD, "padding above %d", CONVACCEL_MAX_PAD_VALUE);
-        }
-        if (!conv && (g->pad_top >= g->kh || l->pad_bottom >= g->kh ||
-                      g->pad_left >= g->kw || l->pad_right >= g->kw)) {
-            FAIL(CONVACCEL_ERR_PAD, "pooling padding must be below the kernel size");
-        }
-        if (conv) {
-            if (g->groups == 0 || g->c_in % g->groups || g->c_out % g->groups) {
-                FAIL(CONVACCEL_ERR_GROUPS, "groups %u for %u -> %u channels",
-                     g->groups, g->c_in, g->c_out);
-            }
-        } else if (g->groups != 1 || g->c_out != g->c_in) {
-            FAIL(CONVACCEL_ERR_SHAPE, "pooling needs groups 1 and c_out == c_in");
-        }
-        if (cva_out_size(g->h_in, g->pad_top, l->pad_bottom, g->kh, g->stride_h,
-                         g->dil_h) != g->h_out ||
-            cva_out_size(g->w_in, g->pad_left, l->pad_right, g->kw, g->stride_w,
-                         g->dil_w) != g->w_out) {
-            FAIL(CONVACCEL_ERR_SHAPE, "output %ux%u does not follow from the input "
-                 "%ux%u and the kernel", g->h_out, g->w_out, g->h_in, g->w_in);
-        }
-    } else {
+    if (err) {
+        return err;
+    }
+    if (!windowed(l)) {
         bool same = g->h_out == g->h_in && g->w_out == g->w_in;
 
         if (g->kh != 1 || g->kw != 1 || g->stride_h != 1 || g->stride_w != 1 ||
