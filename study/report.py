@@ -578,6 +578,13 @@ def main() -> int:
     rows = load_runs()
     agg = aggregate(rows)
     claims = {cid: f(agg) for cid, f in CLAIM_FUNCS.items()}
+    for cid, c in claims.items():
+        names = [sp.name for sp in zoo.SPECS if cid in sp.claims]
+        seeds = [len(agg[n]["seeds"]) if n in agg else 0 for n in names]
+        c["seeds"] = dict(zip(names, seeds))
+        if names and c["verdict"] != NOT_RUN and min(seeds) < len(zoo.SEEDS):
+            c["verdict"] = (f"incomplete, {min(seeds)} of {len(zoo.SEEDS)} seeds for some "
+                            f"networks so far: {c['verdict']}")
     results = dict(generated=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
                    recipes={k: dict(images=v[0], epochs=v[1]) for k, v in zoo.RECIPES.items()},
                    seeds=list(zoo.SEEDS), t95=stats.T95,
