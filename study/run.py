@@ -3,7 +3,7 @@
     $(scripts/venv.sh bench/requirements.txt) study/run.py [--phase N ...] [--jobs 2]
 
 Phase by phase (zoo.Spec.phase: 1 the cheap families, 2 the residual
-networks, 3 MobileNet-v1, 4 the allconv width variants and matched convnets): train the phase's runs
+networks, 3 the allconv width variants and matched convnets, 4 MobileNet-v1): train the phase's runs
 that are not in the cache (train.py, --jobs processes), evaluate every
 trained run without a device result on the board (evaluate.py), then
 regenerate results.json, study/README.md's sections and the figures

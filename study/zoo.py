@@ -141,19 +141,19 @@ def _specs() -> list[Spec]:
     target = nets.allconv([56] * 3).params                          # claim 4, convs
     for depth in (2, 3, 5):
         c = 56 if depth == 3 else _matched(lambda w: nets.allconv([w] * depth), target, 8, 256)
-        s.append(Spec(f"conv{depth}x{c}", "allconv", _args(widths=[c] * depth), "sub30k1", 4,
+        s.append(Spec(f"conv{depth}x{c}", "allconv", _args(widths=[c] * depth), "sub30k1", 3,
                       ("c4",), (("depth", depth), ("width", c), ("kind", "conv"))))
-    # --- phase 4: the allconv width variants (claim 1) ---------------------------------
+    # --- phase 3: the allconv width variants (claim 1) ---------------------------------
     for variant, (width, double) in nets.models.ALLCONV_VARIANTS.items():
         widths = nets.allconv_widths(width, double)
-        s.append(Spec(f"allconv-{variant}", "allconv", _args(widths=widths), "sub30k1", 4,
+        s.append(Spec(f"allconv-{variant}", "allconv", _args(widths=widths), "sub30k1", 3,
                       ("c1",), (("width", width), ("double", "".join(map(str, double)) or "-"))))
-    # --- phase 3: MobileNet-v1 (claims 2, 3) -------------------------------------------
+    # --- phase 4: MobileNet-v1 (claims 2, 3) -------------------------------------------
     for w in (1.0, 0.75, 0.5, 0.25):
-        s.append(Spec(f"mobilenet_v1-{w:g}", "mobilenet_v1", _args(width=w), "sub10k2", 3,
+        s.append(Spec(f"mobilenet_v1-{w:g}", "mobilenet_v1", _args(width=w), "sub10k2", 4,
                       ("c2",) + (("c3",) if w == 0.75 else ()), (("width", w),)))
     s.append(Spec("mobilenet_v1-1-shallow", "mobilenet_v1",
-                  _args(width=1.0, drop=[7, 8, 9, 10, 11]), "sub10k2", 3, ("c3",),
+                  _args(width=1.0, drop=[7, 8, 9, 10, 11]), "sub10k2", 4, ("c3",),
                   (("width", 1.0), ("dropped", "blocks 7-11 (conv5_2-conv5_6)"))))
     # --- phase 2: residual networks (claim 6) ------------------------------------------
     thin = nets.resnet(8, 3, 1.0).params
