@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -139,7 +140,10 @@ def main() -> int:
         return 1 if checks(results) else 0
     t_start = time.monotonic()
     env: dict = dict(host=dict(machine(), python=platform.python_version(),
-                               cpu=platform.processor() or platform.machine()))
+                               cpu=platform.processor() or platform.machine()),
+                     # what the device (QEMU inherits it), the library and PyTorch ran with
+                     openblas_env={k: v for k, v in os.environ.items()
+                                   if k.startswith("OPENBLAS")})
     if args.guest_json:
         guest = json.loads(args.guest_json.read_text())
     else:
