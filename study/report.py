@@ -334,6 +334,9 @@ def claim7(agg: dict) -> dict:
 WIDTH_FAMILIES = {
     "allconv": [("allconv-quarter", 0.25), ("allconv-half", 0.5), ("allconv-baseline", 1.0)],
     "MobileNet-v1": [(f"mobilenet_v1-{w:g}", w) for w in (0.25, 0.5, 0.75, 1.0)],
+    "allconv 1/4, first layer only (its channels / 32)": [
+        ("first4", 4 / 32), ("depth5-full2", 8 / 32), ("first16", 16 / 32),
+        ("first32", 32 / 32), ("first64", 64 / 32)],
 }
 
 
