@@ -220,9 +220,11 @@ def _depth_vs_base(agg: dict, names: list[str]) -> tuple[str, list[str], list[st
         c, s = pair(agg, n, names[0])
         cs.append(c)
         details.append(s)
-    v = ("holds" if all(c == "higher" for c in cs) else
-         "fails" if all(c == "lower" for c in cs) else
-         "mixed" if any(c != "overlap" for c in cs) else "cannot tell")
+    word_of = {"higher": "holds", "lower": "fails", "overlap": "cannot tell"}
+    if len(set(cs)) == 1:
+        v = word_of[cs[0]]
+    else:
+        v = ", ".join(f"{word_of[c]} for {n}" for n, c in zip(names[1:], cs))
     return v, cs, details
 
 
@@ -317,18 +319,19 @@ def claim7(agg: dict) -> dict:
                                    {v: k for k, v in fs}[n]})
     if not have(agg, names):
         return dict(verdict=NOT_RUN, table=table, details=[])
-    stop = None
-    for i, (w, n) in enumerate(fs):
-        if all(compare(iv(agg[m]["accuracy"]), iv(agg[n]["accuracy"])) != "higher"
-               for _, m in fs[i + 1:]):
-            stop = w
-            break
-    rose = stop != fs[0][0]
-    details = [f"{n} ({w} channels): {iv(agg[n]['accuracy']).pct()}%" for w, n in fs]
-    v = (f"accuracy stops rising at {stop} channels (no wider first layer is significantly "
-         f"better)" if rose else "cannot tell: no first-layer width is significantly better "
-         f"than {fs[0][0]} channels")
-    return dict(verdict=v, table=table, details=details, stops_at=stop if rose else None)
+    acc = {w: iv(agg[n]["accuracy"]) for w, n in fs}
+    ws = [w for w, _ in fs]
+    above = {w: [u for u in ws if u < w and compare(acc[w], acc[u]) == "higher"] for w in ws}
+    top = {w: not any(compare(acc[u], acc[w]) == "higher" for u in ws if u > w) for w in ws}
+    stop = next((w for w in ws if top[w] and above[w]), None)
+    details = [f"{n} ({w} channels): {acc[w].pct()}%"
+               + (f"; significantly above {', '.join(map(str, above[w]))}" if above[w] else "")
+               for w, n in fs]
+    v = (f"accuracy stops rising at {stop} channels: it is significantly above "
+         f"{', '.join(map(str, above[stop]))} and no wider first layer is significantly "
+         f"better" if stop else "cannot tell: no first-layer width is significantly better "
+         f"than a narrower one")
+    return dict(verdict=v, table=table, details=details, stops_at=stop)
 
 
 WIDTH_FAMILIES = {
