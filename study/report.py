@@ -197,8 +197,9 @@ def claim2(agg: dict) -> dict:
         details.append(s)
     v = ("holds" if all(c == "higher" for c in steps) else
          "fails" if any(c == "lower" for c in steps) else "cannot tell")
+    says = {"higher": "falls", "lower": "rises", "overlap": "cannot tell"}
     return dict(verdict=f"{v} (steps 1.0>0.75, 0.75>0.5, 0.5>0.25: "
-                        f"{', '.join({'higher': 'falls', 'lower': 'rises', 'overlap': 'cannot tell'}[c] for c in steps)})",  # noqa: E501
+                        f"{', '.join(says[c] for c in steps)})",
                 table=table, details=details, steps=steps)
 
 
@@ -301,9 +302,10 @@ def claim6(agg: dict) -> dict:
     v = {"higher": "holds", "lower": "fails", "overlap": "cannot tell"}[c]
     t = [f"{k}: wide {agg[wide][k]:.3f} vs thin {agg[thin][k]:.3f} ms" for k in
          ("modelled_ms", "device_ms", "e2e_ms")]
+    faster = "yes" if agg[wide]["modelled_ms"] < agg[thin]["modelled_ms"] else "no"
     return dict(verdict=f"wide-shallow at least as accurate: "
                         f"{'holds' if c != 'lower' else 'fails'}; more accurate: {v}; "
-                        f"faster (modelled): {'yes' if agg[wide]['modelled_ms'] < agg[thin]['modelled_ms'] else 'no'}",  # noqa: E501
+                        f"faster (modelled): {faster}",
                 table=table, details=[s] + t)
 
 
@@ -422,8 +424,8 @@ def claim9() -> dict:
     v = []
     for gk, name in (("g1", "G1"), ("g2", "G2")):
         m = out[gk]["modelled_ms"]
-        v.append(f"{name} on the modelled silicon: "
-                 f"{'holds' if m == 'rises steadily' else 'fails' if 'not lowest' in m else 'partly'}"
+        says = "holds" if m == "rises steadily" else "fails" if "not lowest" in m else "partly"
+        v.append(f"{name} on the modelled silicon: {says}"
                  f" (time {m}); emulator time {out[gk]['device_ms']}")
     return dict(verdict="; ".join(v), table=table, details=[], trends=out, data=g)
 
@@ -479,7 +481,8 @@ def plots(agg: dict) -> list[str]:
 
     # 2. accuracy against depth at both data sizes
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for suffix, label in (("full2", "60,000 images, 2 epochs"), ("small20", "6,000 images, 20 epochs")):
+    for suffix, label in (("full2", "60,000 images, 2 epochs"),
+                          ("small20", "6,000 images, 20 epochs")):
         pts = [(d, f"depth{d}-{suffix}") for d in (3, 4, 5, 6, 7) if f"depth{d}-{suffix}" in agg]
         if pts:
             ys, es = zip(*(err(n) for _, n in pts))
