@@ -1,13 +1,14 @@
 """`make study`, step 2: trained runs on the device, against the host.
 
     $(scripts/venv.sh bench/requirements.txt) study/evaluate.py [--max-runs N] [--timeout S]
-        [--guidelines]
+        [--guidelines] [--collect]
 
 Boots the board once for every trained run (build/study/runs/*/record.json)
 that has no device.json yet: study/guest_eval.py runs the 10,000 test
 images through each float32 and int8 network on the device; the result of
 each run is stored next to its weights as device.json (so an interrupted
-evaluation resumes where it stopped). The first boot also runs
+evaluation resumes where it stopped; --collect stores what an interrupted
+boot had finished). The first boot also runs
 study/guidelines.py (claim 9) into build/study/guidelines.json.
 Prints, per run, whether the device's float32 predictions equal the host's.
 """
@@ -68,21 +69,32 @@ def boot(dirs: list[Path], guidelines: bool, timeout: float, say=print) -> int:
                    " --out /out")
     t0 = time.monotonic()
     r = board.run(" && ".join(cmd), out_dir=out, timeout=timeout, echo=False)
-    got = 0
-    for name, d in ids.items():
-        f = out / f"{name}.json"
-        if f.exists():
-            res = json.loads(f.read_text())
-            if "error" in res:
-                say(f"evaluate: {name}: the guest failed: {res['error']}")
-                continue
-            shutil.copy(f, d / "device.json")
-            got += 1
+    got = collect(say)
     if guidelines and (out / "guidelines.json").exists():
         shutil.copy(out / "guidelines.json", GUIDELINES)
     say(f"evaluate: boot of {len(dirs)} runs took {time.monotonic() - t0:.0f} s, "
         f"{got} evaluated; guest status {r.status}"
         + (f"; problems: {r.problems}; console in {out}/console.log" if not r.ok else ""))
+    return got
+
+
+def collect(say=print) -> int:
+    """Store the results the guest has written so far into their runs'
+    folders (also those of a boot cut short); returns how many."""
+    out, got = EVAL / "out", 0
+    jobs = EVAL / "jobs.json"
+    if not jobs.exists():
+        return 0
+    for job in json.loads(jobs.read_text())["runs"]:
+        f, d = out / f"{job['id']}.json", TOP / job["dir"]
+        if not f.exists() or (d / "device.json").exists():
+            continue
+        res = json.loads(f.read_text())
+        if "error" in res:
+            say(f"evaluate: {job['id']}: the guest failed: {res['error']}")
+            continue
+        shutil.copy(f, d / "device.json")
+        got += 1
     return got
 
 
@@ -125,8 +137,13 @@ def main() -> int:
     ap.add_argument("--max-runs", type=int, default=40)
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--guidelines", action="store_true", help="run claim 9 again")
+    ap.add_argument("--collect", action="store_true",
+                    help="only store what the last (perhaps interrupted) boot wrote")
     a = ap.parse_args()
-    evaluate_pending(a.max_runs, a.timeout, guidelines=a.guidelines)
+    if a.collect:
+        print(f"evaluate: collected {collect()} results")
+    else:
+        evaluate_pending(a.max_runs, a.timeout, guidelines=a.guidelines)
     return 1 if check() else 0
 
 
