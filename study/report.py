@@ -163,12 +163,15 @@ def claim1(agg: dict) -> dict:
         "doubled": lambda n: dict(zoo.by_name()[n].info)["double"]})
     if not have(agg, names):
         return dict(verdict=NOT_RUN, table=table, details=[])
-    details, parts = [], []
+    details, parts, beats, below = [], [], [], []
+    says = {"higher": "holds", "lower": "fails", "overlap": "cannot tell"}
     for d in ("double12", "double34", "double5"):
         n = f"allconv-quarter-{d}"
         c1, s1 = pair(agg, n, "allconv-quarter")
         c2, s2 = pair(agg, n, "allconv-baseline")
         details += [s1, s2]
+        beats.append(says[c1])
+        below.append({"lower": "holds", "higher": "fails", "overlap": "cannot tell"}[c2])
         ok = c1 == "higher" and c2 == "lower"
         bad = c1 == "lower" or c2 == "higher"
         parts.append("holds" if ok else "fails" if bad else "cannot tell")
@@ -180,8 +183,12 @@ def claim1(agg: dict) -> dict:
         details.append(s)
         halves.append(c)
     v2 = "holds" if all(c == "overlap" for c in halves) else "fails"
-    return dict(verdict=f"1/4 width: {v1} (per doubling 12/34/5: {', '.join(parts)}); "
-                        f"1/2 width within noise of the baseline: {v2}",
+    off = [f"half{d}" for d, c in zip(("", "-double12", "-double34", "-double5"), halves)
+           if c != "overlap"]
+    return dict(verdict=f"1/4 width: {v1} (doubling 12/34/5 beats plain 1/4: "
+                        f"{', '.join(beats)}; stays below the baseline: {', '.join(below)}); "
+                        f"1/2 width within noise of the baseline: {v2}"
+                        + (f" ({', '.join(off)} separates)" if off else ""),
                 table=table, details=details, quarter=parts, half=halves)
 
 
