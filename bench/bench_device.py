@@ -230,20 +230,33 @@ class OtherLoad:
         self.fraction = max(0.0, (b1 - b0) - (s1 - s0)) / ((t1 - t0) * (os.cpu_count() or 1))
 
 
-def bench_layer(ffi, lib, layer: Layer, args) -> dict:
-    rng = np.random.default_rng(0)
-    x = rng.uniform(-1, 1, (1, layer.c_in, layer.hw, layer.hw)).astype(np.float32)
-    w = rng.uniform(-1, 1, (layer.c_out, layer.c_in // layer.groups, layer.k, layer.k))
-    w = w.astype(np.float32)
-    b = rng.uniform(-1, 1, layer.c_out).astype(np.float32)
+def conv_desc(ffi, lib, layer: Layer, act: str):
+    """The library's struct cvc_conv of `layer` at batch 1, with the fused
+    activation `act` ("none", "relu", ...: CVC_ACT_<act>)."""
     ho = layer.hw_out
-    out = np.empty((1, layer.c_out, ho, ho), np.float32)
-
-    p = ffi.new("struct cvc_conv *", dict(
+    return ffi.new("struct cvc_conv *", dict(
         n=1, c_in=layer.c_in, h_in=layer.hw, w_in=layer.hw, c_out=layer.c_out, h_out=ho,
         w_out=ho, kh=layer.k, kw=layer.k, stride_h=layer.stride, stride_w=layer.stride,
         dil_h=1, dil_w=1, pad_top=layer.pad, pad_left=layer.pad, groups=layer.groups,
-        act=getattr(lib, f"CVC_ACT_{layer.act.upper()}") if args.act else lib.CVC_ACT_NONE))
+        act=getattr(lib, f"CVC_ACT_{act.upper()}")))
+
+
+def float_inputs(rng: np.random.Generator,
+                 layer: Layer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Random float32 input, weights and bias of `layer`, uniform in [-1, 1),
+    drawn from `rng` in that order."""
+    x = rng.uniform(-1, 1, (1, layer.c_in, layer.hw, layer.hw)).astype(np.float32)
+    w = rng.uniform(-1, 1, (layer.c_out, layer.c_in // layer.groups, layer.k, layer.k))
+    b = rng.uniform(-1, 1, layer.c_out).astype(np.float32)
+    return x, w.astype(np.float32), b
+
+
+def bench_layer(ffi, lib, layer: Layer, args) -> dict:
+    rng = np.random.default_rng(0)
+    x, w, b = float_inputs(rng, layer)
+    out = np.empty((1, layer.c_out, layer.hw_out, layer.hw_out), np.float32)
+
+    p = conv_desc(ffi, lib, layer, layer.act if args.act else "none")
     px, pw, pb, po = (ffi.from_buffer("float[]", a) for a in (x, w, b, out))
     act = {"none": lambda y: y, "relu": F.relu, "relu6": F.relu6}[layer.act if args.act
                                                                    else "none"]
@@ -295,13 +308,8 @@ def library_chain(ffi, lib, layers: list[Layer], repeats: int, warmup: int = 3) 
         w = rng.uniform(-1, 1, (layer.c_out, layer.c_in // layer.groups, layer.k, layer.k))
         w = (w / np.sqrt(w[0].size)).astype(np.float32)
         b = rng.uniform(-1, 1, layer.c_out).astype(np.float32)
-        ho = layer.hw_out
-        o = np.empty((1, layer.c_out, ho, ho), np.float32)
-        p = ffi.new("struct cvc_conv *", dict(
-            n=1, c_in=layer.c_in, h_in=layer.hw, w_in=layer.hw, c_out=layer.c_out, h_out=ho,
-            w_out=ho, kh=layer.k, kw=layer.k, stride_h=layer.stride, stride_w=layer.stride,
-            dil_h=1, dil_w=1, pad_top=layer.pad, pad_left=layer.pad, groups=layer.groups,
-            act=getattr(lib, f"CVC_ACT_{layer.act.upper()}")))
+        o = np.empty((1, layer.c_out, layer.hw_out, layer.hw_out), np.float32)
+        p = conv_desc(ffi, lib, layer, layer.act)
         args = [p] + [ffi.from_buffer("float[]", a) for a in (x, w, b, o)]
         bufs.append((x, w, b, o))
         calls.append(args)
@@ -327,17 +335,9 @@ def library_times(ffi, lib, layers: list[Layer], repeats: int, warmup_s: float =
     out = []
     for layer, chained in zip(layers, chain):
         rng = np.random.default_rng(0)
-        x = rng.uniform(-1, 1, (1, layer.c_in, layer.hw, layer.hw)).astype(np.float32)
-        w = rng.uniform(-1, 1, (layer.c_out, layer.c_in // layer.groups, layer.k, layer.k))
-        w = w.astype(np.float32)
-        b = rng.uniform(-1, 1, layer.c_out).astype(np.float32)
-        ho = layer.hw_out
-        o = np.empty((1, layer.c_out, ho, ho), np.float32)
-        p = ffi.new("struct cvc_conv *", dict(
-            n=1, c_in=layer.c_in, h_in=layer.hw, w_in=layer.hw, c_out=layer.c_out, h_out=ho,
-            w_out=ho, kh=layer.k, kw=layer.k, stride_h=layer.stride, stride_w=layer.stride,
-            dil_h=1, dil_w=1, pad_top=layer.pad, pad_left=layer.pad, groups=layer.groups,
-            act=getattr(lib, f"CVC_ACT_{layer.act.upper()}")))
+        x, w, b = float_inputs(rng, layer)
+        o = np.empty((1, layer.c_out, layer.hw_out, layer.hw_out), np.float32)
+        p = conv_desc(ffi, lib, layer, layer.act)
         px, pw, pb, po = (ffi.from_buffer("float[]", a) for a in (x, w, b, o))
 
         def ours():
@@ -405,10 +405,7 @@ def bench_int8_layer(ffi, lib, layer: Layer, args) -> dict:
     q = dict(x_scale=x_scale, w_scale=w_scale, y_scale=y_scale, zp_in=zp_in, zp_out=zp_out)
     out = np.empty((1, layer.c_out, ho, ho), np.int8)
 
-    p = ffi.new("struct cvc_conv *", dict(
-        n=1, c_in=layer.c_in, h_in=layer.hw, w_in=layer.hw, c_out=layer.c_out, h_out=ho,
-        w_out=ho, kh=layer.k, kw=layer.k, stride_h=layer.stride, stride_w=layer.stride,
-        dil_h=1, dil_w=1, pad_top=layer.pad, pad_left=layer.pad, groups=layer.groups, act=0))
+    p = conv_desc(ffi, lib, layer, "none")
     cq = ffi.new("struct cvc_quant *", dict(
         zp_in=zp_in, zp_out=zp_out, act_min=-128, act_max=127,
         requant=ffi.from_buffer("int32_t[]", requant), lut=ffi.NULL))
