@@ -15,9 +15,9 @@ reduced to 10 classes and small inputs so that the guest stays fast):
   and ``y_golden`` (pyaccel's golden model of the imported QDQ model).
 
 ``manifest.json`` lists them with the export key (a hash of this file,
-zoo_onnx.py, the compiler and the onnx/onnxruntime versions). The host's
-conftest writes the folder before the guest suite boots;
-tests/guest/test_onnx_models.py runs every model on the device.
+zoo_onnx.py, export_dir.py, the compiler and the onnx/onnxruntime
+versions). The host's conftest writes the folder before the guest suite
+boots; tests/guest/test_onnx_models.py runs every model on the device.
 
     python tests/host/guest_models.py [DIR]     # default build/guest-models
 """
@@ -31,6 +31,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+from export_dir import export_once
 
 TOP = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(TOP))
@@ -91,7 +93,7 @@ def key() -> str:
     h = hashlib.sha256()
     h.update(str(torch_exports()).encode())
     here = Path(__file__).resolve().parent
-    for f in [here / "guest_models.py", here / "zoo_onnx.py",
+    for f in [here / "guest_models.py", here / "zoo_onnx.py", here / "export_dir.py",
               *sorted((TOP / "pyaccel").rglob("*.py"))]:
         h.update(f.read_bytes())
     h.update(f"{onnx.__version__} {onnxruntime.__version__}".encode())
@@ -142,21 +144,17 @@ def quantize_qdq(src: Path, dst: Path, shape: tuple, reduce_range: bool = True,
 
 def export(out: Path = DEFAULT_DIR) -> dict:
     """Write (or reuse, if its key matches) the folder; returns the manifest."""
+    return export_once(out, key(), _write_models)
+
+
+def _write_models(tmp: Path) -> dict:
+    """Fill the empty folder `tmp`; returns its manifest but the key."""
     import onnx
 
     import zoo_onnx
     from pyaccel import onnx as ponnx
 
-    k = key()
-    mf = out / "manifest.json"
-    if mf.exists():
-        old = json.loads(mf.read_text())
-        if old.get("key") == k:
-            return old
-    tmp = out.with_name(out.name + ".part")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    manifest: dict = {"key": k, "models": {}}
+    manifest: dict = {"models": {}}
     for name, (factory, int8) in nets().items():
         model = factory()
         d = tmp / name
@@ -192,9 +190,6 @@ def export(out: Path = DEFAULT_DIR) -> dict:
             np.savez(d / "data.npz", x=x, y=_session(d / "model.onnx", True).run(
                 None, {"input": x})[0])
             manifest["torch"][name] = {}
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
     return manifest
 
 

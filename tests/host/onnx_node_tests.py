@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import json
-import shutil
 import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
+
+from export_dir import export_once
 
 TOP = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(TOP))
@@ -44,6 +44,7 @@ def key() -> str:
     import onnx
 
     h = hashlib.sha256(Path(__file__).read_bytes())
+    h.update(Path(__file__).with_name("export_dir.py").read_bytes())
     h.update((TOP / "pyaccel" / "onnx.py").read_bytes())     # the skip decisions
     h.update(onnx.__version__.encode())
     return h.hexdigest()[:16]
@@ -95,18 +96,13 @@ def loads(case, arrays: dict) -> str:
 
 def export(folder: Path = DEFAULT_DIR) -> dict:
     """Write the folder unless it holds this key's export; the manifest."""
-    folder = Path(folder)
-    k = key()
-    manifest = folder / "manifest.json"
-    if manifest.exists():
-        m = json.loads(manifest.read_text())
-        if m.get("key") == k:
-            return m
+    return export_once(Path(folder), key(), _write_tests, sort_keys=True)
+
+
+def _write_tests(tmp: Path) -> dict:
+    """Fill the empty folder `tmp`; returns its manifest but the key."""
     import onnx
 
-    tmp = folder.with_name(folder.name + ".part")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     tests = {}
     for op, case in collect():
         d = tmp / case.name
@@ -124,11 +120,7 @@ def export(folder: Path = DEFAULT_DIR) -> dict:
         np.savez(d / "data.npz", **arrays)
         tests[case.name] = dict(op=op, rtol=case.rtol, atol=case.atol,
                                 sets=len(case.data_sets), skip=note or loads(case, arrays))
-    m = dict(key=k, onnx=onnx.__version__, tests=tests)
-    (tmp / "manifest.json").write_text(json.dumps(m, indent=1, sort_keys=True))
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
-    return m
+    return dict(onnx=onnx.__version__, tests=tests)
 
 
 if __name__ == "__main__":
