@@ -124,13 +124,27 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def model_header(model, verbose: bool) -> str:
+    """What a run prints first: with --verbose the model's summary, else its
+    name, parameters and MACs on one line."""
+    if verbose:
+        return model.summary()
+    return f"{model.name}: {model.params:,} params, {model.macs:,} MACs"
+
+
+def input_batch(args: argparse.Namespace, input_shape: tuple) -> np.ndarray:
+    """The run's input: --input (an .npy file, reshaped to --batch images of
+    input_shape), else a standard-normal batch seeded by --seed."""
+    shape = (args.batch,) + input_shape
+    if args.input:
+        return np.load(args.input).astype(np.float32).reshape(shape)
+    return np.random.default_rng(args.seed).standard_normal(shape, dtype=np.float32)
+
+
 def cmd_run_graph(args: argparse.Namespace, model) -> int:
     """A zoo network through the graph compiler: per-layer table."""
-    print(model.summary() if args.verbose else
-          f"{model.name}: {model.params:,} params, {model.macs:,} MACs")
-    shape = (args.batch,) + model.input_shape
-    x = (np.load(args.input).astype(np.float32).reshape(shape) if args.input else
-         np.random.default_rng(args.seed).standard_normal(shape, dtype=np.float32))
+    print(model_header(model, args.verbose))
+    x = input_batch(args, model.input_shape)
     with open_device(device_arg(args.device)) as dev:
         progress("compiling: passes, partition, memory plan, uploading weights")
         with model.compile(dev, args.batch) as net:
@@ -237,11 +251,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     model = build_model(args)
     if isinstance(model, models.GraphModel):
         return cmd_run_graph(args, model)
-    print(model.summary() if args.verbose else
-          f"{model.name}: {model.params:,} params, {model.macs:,} MACs")
-    shape = (args.batch,) + model.input_shape
-    x = (np.load(args.input).astype(np.float32).reshape(shape) if args.input else
-         np.random.default_rng(args.seed).standard_normal(shape, dtype=np.float32))
+    print(model_header(model, args.verbose))
+    x = input_batch(args, model.input_shape)
     with open_device(device_arg(args.device)) as dev:
         progress("uploading weights and preparing the job")
         with model.compile(dev, args.batch) as net:
