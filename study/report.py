@@ -448,6 +448,17 @@ FAMILY_OF = {"c1": "allconv width variants", "c2": "MobileNet-v1", "c3": "Mobile
              "c6": "ResNet / WRN", "c7": "allconv 1/4, first layer"}
 
 
+def save_figure(fig, name: str) -> str:
+    """Lay out `fig`, write it as study/<name> (100 dpi) and close it;
+    returns name."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(HERE / name, dpi=100)
+    plt.close(fig)
+    return name
+
+
 def plots(agg: dict) -> list[str]:
     import matplotlib
 
@@ -480,10 +491,7 @@ def plots(agg: dict) -> list[str]:
         ax.grid(True, which="both", lw=0.3)
     axes[0, 0].legend(fontsize=7)
     fig.suptitle("Fashion-MNIST, 10,000 test images on the device")
-    fig.tight_layout()
-    fig.savefig(HERE / "accuracy_vs_cost.png", dpi=100)
-    plt.close(fig)
-    written.append("accuracy_vs_cost.png")
+    written.append(save_figure(fig, "accuracy_vs_cost.png"))
 
     # 2. accuracy against depth at both data sizes
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
@@ -497,10 +505,7 @@ def plots(agg: dict) -> list[str]:
     ax.set_ylabel("device test accuracy, % (mean, 95%)")
     ax.grid(True, lw=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(HERE / "accuracy_vs_depth.png", dpi=100)
-    plt.close(fig)
-    written.append("accuracy_vs_depth.png")
+    written.append(save_figure(fig, "accuracy_vs_depth.png"))
 
     # 3. the first layer's width
     fs = [(w, n) for w, n in first_names() if n in agg]
@@ -512,10 +517,7 @@ def plots(agg: dict) -> list[str]:
     ax.set_xlabel("channels of the first layer (the rest: allconv at 1/4 width)")
     ax.set_ylabel("device test accuracy, % (mean, 95%)")
     ax.grid(True, which="both", lw=0.3)
-    fig.tight_layout()
-    fig.savefig(HERE / "first_layer_width.png", dpi=100)
-    plt.close(fig)
-    written.append("first_layer_width.png")
+    written.append(save_figure(fig, "first_layer_width.png"))
 
     # 4. int8 loss against width
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
@@ -529,10 +531,7 @@ def plots(agg: dict) -> list[str]:
     ax.set_ylabel("float32 - int8 accuracy, points (mean, 95%)")
     ax.grid(True, lw=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(HERE / "int8_loss_vs_width.png", dpi=100)
-    plt.close(fig)
-    written.append("int8_loss_vs_width.png")
+    written.append(save_figure(fig, "int8_loss_vs_width.png"))
     return written
 
 
