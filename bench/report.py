@@ -8,16 +8,25 @@ def _spread(s: dict) -> str:
     return f"{s['median_ms']:.2f} ({s['p10_ms']:.2f}-{s['p90_ms']:.2f})"
 
 
-def main_table(rows: list[dict]) -> str:
-    head = (f"{'network':<34}{'MMACs':>7}{'e2e ms (p10-p90)':>22}{'device ms':>10}"
-            f"{'guest CPU ms':>13}{'x CPU':>7}{'torch ms':>9}{'e2e/torch':>10}{'ovh %':>6}")
+def _latency_lines(rows: list[dict], width: int, guest_cpu: bool) -> list[str]:
+    """Header, rule and one line a network: MACs, e2e, device, (with
+    guest_cpu: the guest CPU's time and the device's speedup over it), torch,
+    e2e / torch, overhead; the network's label `width` characters wide."""
+    cpu_head = f"{'guest CPU ms':>13}{'x CPU':>7}" if guest_cpu else ""
+    head = (f"{'network':<{width}}{'MMACs':>7}{'e2e ms (p10-p90)':>22}{'device ms':>10}"
+            f"{cpu_head}{'torch ms':>9}{'e2e/torch':>10}{'ovh %':>6}")
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['label']:<34}{r['macs'] / 1e6:>7.0f}{_spread(r['e2e']):>22}"
-                     f"{r['device']['median_ms']:>10.2f}{r['cpu']['median_ms']:>13.0f}"
-                     f"{r['speedup_vs_guest_cpu']:>7.0f}{r['torch']['median_ms']:>9.2f}"
+        cpu = (f"{r['cpu']['median_ms']:>13.0f}{r['speedup_vs_guest_cpu']:>7.0f}"
+               if guest_cpu else "")
+        lines.append(f"{r['label']:<{width}}{r['macs'] / 1e6:>7.0f}{_spread(r['e2e']):>22}"
+                     f"{r['device']['median_ms']:>10.2f}{cpu}{r['torch']['median_ms']:>9.2f}"
                      f"{r['e2e_vs_torch']:>10.2f}{100 * r['overhead_share']:>6.0f}")
-    return "\n".join(lines)
+    return lines
+
+
+def main_table(rows: list[dict]) -> str:
+    return "\n".join(_latency_lines(rows, 34, guest_cpu=True))
 
 
 def split_table(rows: list[dict]) -> str:
@@ -118,13 +127,7 @@ def targets_table(targets: list[dict]) -> str:
 
 
 def zoo_table(rows: list[dict], int8: dict | None, batch: dict | None) -> str:
-    head = (f"{'network':<28}{'MMACs':>7}{'e2e ms (p10-p90)':>22}{'device ms':>10}"
-            f"{'torch ms':>9}{'e2e/torch':>10}{'ovh %':>6}")
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        lines.append(f"{r['label']:<28}{r['macs'] / 1e6:>7.0f}{_spread(r['e2e']):>22}"
-                     f"{r['device']['median_ms']:>10.2f}{r['torch']['median_ms']:>9.2f}"
-                     f"{r['e2e_vs_torch']:>10.2f}{100 * r['overhead_share']:>6.0f}")
+    lines = _latency_lines(rows, 28, guest_cpu=False)
     if int8:
         lines += ["", f"int8 {int8['label']} (pyaccel.quantize; device == golden model bit for "
                       f"bit: {int8['bit_exact_vs_golden']}):",
