@@ -21,7 +21,8 @@ import pytest
 
 from pyaccel import reference as ref
 
-from test_compute import _ptr, cvc, lib_conv2d, rand, tolerance  # noqa: F401  (fixture)
+from test_compute import (  # noqa: F401  (cvc: a fixture)
+    CancelAtOnce, _ptr, cvc, lib_conv2d, rand, tolerance)
 
 INT32 = 2 ** 32
 
@@ -394,18 +395,12 @@ def test_cancel_stops_an_int8_call_within_a_tile(cvc, shape) -> None:
     w = np.ones((c_out, c_in // groups, k, k), np.int8)
     q = dict(zp_in=0, zp_out=5, act_min=-128, act_max=127, lut=None,
              requant=np.array([[2 ** 30, 31]] * c_out))
-    calls = []
-
-    @ffi.callback("int(void *)")
-    def cancelled(_):
-        calls.append(1)
-        return 1
-
-    ctl = ffi.new("struct cvc_ctl *", dict(threads=1, cancelled=cancelled))
+    cancel = CancelAtOnce(ffi)
     t0 = time.monotonic()
-    out = lib_conv2d_s8(cvc, x, w, None, q, ctl=ctl, groups=groups, expect=lib.CVC_CANCELLED)
+    out = lib_conv2d_s8(cvc, x, w, None, q, ctl=cancel.ctl, groups=groups,
+                        expect=lib.CVC_CANCELLED)
     took = time.monotonic() - t0
-    assert 1 <= len(calls) <= 4 and took < 0.5, (len(calls), took)
+    assert 1 <= cancel.polls <= 4 and took < 0.5, (cancel.polls, took)
     assert (out == 0).mean() > 0.5, "most of the output should not have been computed"
 
 
