@@ -60,11 +60,26 @@ def queue_hung_job(q: QTest, doorbells: int = 1) -> None:
     assert q.readl(reg("STATUS")) & R["CONVACCEL_STATUS_BUSY"]
 
 
-def run_known_job(q: QTest, rng: np.random.Generator) -> None:
-    """A 3x3 conv through raw descriptors: the output must match the oracle."""
+def reset(q: QTest) -> None:
+    """Reset, no fault injection: the state a checked step starts from."""
     q.writel(reg("CTRL"), R["CONVACCEL_CTRL_RESET"])
     for name in ("FAULT_CTRL", "FAULT_DELAY_US", "FAULT_ERROR_AFTER"):
         q.writel(reg(name), 0)
+
+
+def wait_jobs_done(q: QTest, count: int, timeout: float = 20) -> None:
+    """Wait until JOBS_DONE reaches count; fails the test after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while q.readl(reg("JOBS_DONE")) < count:
+        assert time.monotonic() < deadline, (
+            f"JOBS_DONE {q.readl(reg('JOBS_DONE'))} never reached {count} in {timeout:g} s")
+        time.sleep(0.005)
+
+
+def write_known_job(q: QTest, rng: np.random.Generator, tag: int) -> tuple[int, np.ndarray]:
+    """Write a 3x3 conv with bias and ReLU as raw descriptors (job at JOB_AREA,
+    tagged `tag`) and enable interrupts, without ringing: (output address,
+    expected output)."""
     x = rng.standard_normal((1, 4, 10, 10), dtype=np.float32)
     w = rng.standard_normal((6, 4, 3, 3), dtype=np.float32)
     b = rng.standard_normal(6, dtype=np.float32)
@@ -77,23 +92,26 @@ def run_known_job(q: QTest, rng: np.random.Generator) -> None:
                              pad_bottom=1, pad_left=1, pad_right=1, input=addr_x,
                              weight=addr_w, bias=addr_b, output=addr_y))
     q.write(JOB_AREA + 0x1000, bytes(layer))
-    q.write(JOB_AREA, bytes(job_bytes(JOB_AREA + 0x1000, 1, JOB_AREA + 0x800, 77)))
+    q.write(JOB_AREA, bytes(job_bytes(JOB_AREA + 0x1000, 1, JOB_AREA + 0x800, tag)))
     q.writel(reg("INT_ENABLE"), R["CONVACCEL_INT_ALL"])
+    return addr_y, ref.conv2d(x, w, b, padding=1, activation="relu")
+
+
+def run_known_job(q: QTest, rng: np.random.Generator) -> None:
+    """A 3x3 conv through raw descriptors: the output must match the oracle."""
+    reset(q)
+    addr_y, want = write_known_job(q, rng, 77)
     q.writel(reg("CMD_ADDR_LO"), JOB_AREA)
     q.writel(reg("CMD_ADDR_HI"), 0)
     q.writel(reg("DOORBELL"), 1)
-    deadline = time.monotonic() + 20
-    while q.readl(reg("JOBS_DONE")) != 1:
-        assert time.monotonic() < deadline, "the device never completed the known job"
-        time.sleep(0.01)
+    wait_jobs_done(q, 1)
     assert q.readl(reg("LAST_STATUS")) == 0
     assert q.readl(reg("LAST_TAG")) == 77
     assert q.readl(reg("INT_STATUS")) & R["CONVACCEL_INT_DONE"]
     status, layer, tag, done = struct.unpack("<4I", q.read(JOB_AREA + 0x800, 16))
     assert (status, tag, done) == (0, 77, 1)
-    y = np.frombuffer(q.read(addr_y, 6 * 100 * 4), np.float32).reshape(1, 6, 10, 10)
-    np.testing.assert_allclose(y, ref.conv2d(x, w, b, padding=1, activation="relu"),
-                               rtol=1e-4, atol=1e-4)
+    y = np.frombuffer(q.read(addr_y, want.nbytes), np.float32).reshape(want.shape)
+    np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)
 
 
 

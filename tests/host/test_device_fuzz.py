@@ -23,12 +23,11 @@ import numpy as np
 import pytest
 
 import board
-from pyaccel import reference as ref
 
 from conftest import ensure_built
 from qtest import QTest
 from rawdevice import (BASE, DATA_AREA, JOB_AREA, R, RAM, RAM_MB, REGS, job_bytes, layer_bytes,
-                       queue_hung_job, reg, run_known_job)
+                       queue_hung_job, reg, reset, run_known_job, write_known_job)
 
 OPS = int(os.environ.get("PYACCEL_FUZZ_OPS", 20000))
 CHECK_EVERY = 4000                  # fuzz_steps between two checked steps
@@ -232,13 +231,6 @@ class Target:
         self._dir.cleanup()
 
 
-def clean(q: QTest) -> None:
-    """Reset, no fault injection: the state a checked step starts from."""
-    q.writel(reg("CTRL"), R["CONVACCEL_CTRL_RESET"])
-    for name in ("FAULT_CTRL", "FAULT_DELAY_US", "FAULT_ERROR_AFTER"):
-        q.writel(reg(name), 0)
-
-
 def wait_done(q: QTest, jobs: int, seconds: float = 20) -> bool:
     deadline = time.monotonic() + seconds
     while q.readl(reg("JOBS_DONE")) < jobs:
@@ -249,25 +241,12 @@ def wait_done(q: QTest, jobs: int, seconds: float = 20) -> bool:
 
 
 def queue_known_job(q: QTest, rng: np.random.Generator, tag: int) -> tuple[int, np.ndarray]:
-    """A 3x3 conv with bias and ReLU through raw descriptors, rung: (output
-    address, expected output)."""
-    x = rng.standard_normal((1, 4, 10, 10), dtype=np.float32)
-    w = rng.standard_normal((6, 4, 3, 3), dtype=np.float32)
-    b = rng.standard_normal(6, dtype=np.float32)
-    addr_x, addr_w, addr_b, addr_y = (DATA_AREA + i * 0x10000 for i in range(4))
-    for addr, a in ((addr_x, x), (addr_w, w), (addr_b, b)):
-        q.write(addr, a.tobytes())
-    q.write(addr_y, bytes(6 * 100 * 4))
-    layer = layer_bytes(dict(op=R["CONVACCEL_LAYER_OP_CONV"], flags=1 | (1 << 8), n=1, c_in=4,
-                             h_in=10, w_in=10, c_out=6, h_out=10, w_out=10, groups=1, kh=3,
-                             kw=3, stride_h=1, stride_w=1, dil_h=1, dil_w=1, pad_top=1,
-                             pad_bottom=1, pad_left=1, pad_right=1, input=addr_x,
-                             weight=addr_w, bias=addr_b, output=addr_y))
-    q.write(JOB_AREA + 0x1000, bytes(layer))
-    q.write(JOB_AREA, bytes(job_bytes(JOB_AREA + 0x1000, 1, JOB_AREA + 0x800, tag)))
-    q.writel(reg("INT_ENABLE"), R["CONVACCEL_INT_ALL"])
+    """rawdevice's known job, its output zeroed, rung: (output address,
+    expected output)."""
+    addr_y, want = write_known_job(q, rng, tag)
+    q.write(addr_y, bytes(want.nbytes))
     ring(q, JOB_AREA)
-    return addr_y, ref.conv2d(x, w, b, padding=1, activation="relu")
+    return addr_y, want
 
 
 def known_job_right(q: QTest, addr_y: int, want: np.ndarray, tag: int) -> str:
@@ -285,7 +264,7 @@ IDLE_REGS = ("SCRATCH", "INT_ENABLE", "JOBS_DONE", "LAST_STATUS", "LAST_TAG", "F
 
 def check_migrate_idle(t: Target, rnd: random.Random, step: int) -> None:
     """Idle: every register comes back as it was."""
-    clean(t.q)
+    reset(t.q)
     t.q.writel(reg("SCRATCH"), rnd.getrandbits(32))
     t.q.writel(reg("INT_ENABLE"), rnd.getrandbits(32))
     t.q.writel(reg("FAULT_DELAY_US"), rnd.randrange(1000))
@@ -310,7 +289,7 @@ def check_migrate_any(t: Target, rnd: random.Random, step: int) -> None:
 def check_migrate_busy(t: Target, rnd: random.Random, step: int) -> None:
     """A job in flight (waiting out a delay, or running): the migration
     completes and the job completes right on the destination."""
-    clean(t.q)
+    reset(t.q)
     t.q.writel(reg("FAULT_DELAY_US"), rnd.choice([200_000, 400_000]))
     addr_y, want = queue_known_job(t.q, np.random.default_rng(step), step & 0xFFFF)
     busy = bool(t.q.readl(reg("STATUS")) & R["CONVACCEL_STATUS_BUSY"])
@@ -327,7 +306,7 @@ def check_migrate_busy(t: Target, rnd: random.Random, step: int) -> None:
 def check_reset_race(t: Target, rnd: random.Random, step: int) -> None:
     """A long layer (~150M MACs), reset right after its doorbell (and a few
     ms later), over and over: idle at once each time, then a job runs right."""
-    clean(t.q)
+    reset(t.q)
     c, hw = 64, 64
     layer = layer_bytes(dict(op=R["CONVACCEL_LAYER_OP_CONV"], flags=0, n=1, c_in=c, h_in=hw,
                              w_in=hw, c_out=c, h_out=hw, w_out=hw, groups=1, kh=3, kw=3,
@@ -340,16 +319,16 @@ def check_reset_race(t: Target, rnd: random.Random, step: int) -> None:
     q.writel(reg("CMD_ADDR_LO"), JOB_AREA)
     q.writel(reg("CMD_ADDR_HI"), 0)
     doorbell = f"writel {reg('DOORBELL'):#x} 0x1"
-    reset = f"writel {reg('CTRL'):#x} {R['CONVACCEL_CTRL_RESET']:#x}"
+    reset_cmd = f"writel {reg('CTRL'):#x} {R['CONVACCEL_CTRL_RESET']:#x}"
     status = f"readl {reg('STATUS'):#x}"
     for _ in range(8):
         delay = rnd.choice([0, 0, 0.001, 0.005])
         if delay:
             q.pipeline([doorbell] * rnd.randint(1, 3))
             time.sleep(delay)
-            replies = q.pipeline([reset, status])
+            replies = q.pipeline([reset_cmd, status])
         else:
-            replies = q.pipeline([doorbell, reset, status] * rnd.randint(1, 3))
+            replies = q.pipeline([doorbell, reset_cmd, status] * rnd.randint(1, 3))
         t.events["reset_races"] += 1
         if int(replies[-1].split()[-1], 16) != 0:
             t.fail(f"step {step}: STATUS {replies[-1]} right after a reset")
@@ -361,7 +340,7 @@ def check_reset_race(t: Target, rnd: random.Random, step: int) -> None:
 def check_limits(t: Target, rnd: random.Random, step: int) -> None:
     """Layers within every field limit but above MAX_TENSOR_MB or, together,
     above MAX_JOB_GMACS: TOO_LARGE at the crossing layer, at once."""
-    clean(t.q)
+    reset(t.q)
     limit = R["CONVACCEL_MAX_JOB_GMACS_VALUE"] << 30
     layers, work, crossing = [], 0, None
     while crossing is None:

@@ -14,22 +14,9 @@ import pytest
 from conftest import ensure_built
 from qtest import QTest
 from rawdevice import (DATA_AREA, JOB_AREA, R, RAM, RAM_MB, job_bytes, layer_bytes, queue_hung_job,
-                       reg, run_known_job)
+                       reg, reset, run_known_job, wait_jobs_done)
 
 BUSY = R["CONVACCEL_STATUS_BUSY"]
-
-
-def reset(q: QTest) -> None:
-    q.writel(reg("CTRL"), R["CONVACCEL_CTRL_RESET"])
-    for name in ("FAULT_CTRL", "FAULT_DELAY_US", "FAULT_ERROR_AFTER"):
-        q.writel(reg(name), 0)
-
-
-def wait_jobs_done(q: QTest, count: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while q.readl(reg("JOBS_DONE")) < count:
-        assert time.monotonic() < deadline, f"JOBS_DONE never reached {count}"
-        time.sleep(0.005)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import pytest
 from conftest import ensure_built
 from qtest import QTest
 from rawdevice import (DATA_AREA, JOB_AREA, R, RAM, RAM_MB, job_bytes, layer2_bytes, layer_bytes,
-                       packed_strides, put, reg, view_bytes)
+                       packed_strides, put, reg, reset, view_bytes)
 
 V2 = R["CONVACCEL_JOB_FLAG_V2"]
 STATS_FLAG = R["CONVACCEL_JOB_FLAG_STATS"]
@@ -234,12 +234,6 @@ def run(q: QTest, layers: list[bytes], tag: int = 1, flags: int = V2, stats: int
     f = struct.unpack("<4I5Q", q.read(RESULT, 56))
     return dict(zip(("status", "layer", "tag", "done", "macs", "bytes_read", "bytes_written",
                      "host_ns", "cycles"), f))
-
-
-def reset(q: QTest) -> None:
-    q.writel(reg("CTRL"), R["CONVACCEL_CTRL_RESET"])
-    for name in ("FAULT_CTRL", "FAULT_DELAY_US", "FAULT_ERROR_AFTER"):
-        q.writel(reg(name), 0)
 
 
 @pytest.fixture(scope="module")
