@@ -15,7 +15,7 @@ from pyaccel import reference as ref
 from conftest import ensure_built
 from qtest import QTest
 from rawdevice import (DATA_AREA, JOB_AREA, R, job_bytes, layer_bytes, put, queue_hung_job, reg,
-                       run_known_job)
+                       run_known_job, wait_jobs_done)
 from test_compute import cvc, lib_conv2d  # noqa: F401 - cvc is a fixture
 
 JOB = R["CONVACCEL_RESULT_LAYER_JOB"]
@@ -178,10 +178,7 @@ def test_migrate_mid_job(tmp_path, cvc):
     q2, _ = start(tmp_path, "-incoming", f"exec:cat {state}")
     try:
         wait_incoming(q2)
-        deadline = time.monotonic() + 60
-        while q2.readl(reg("JOBS_DONE")) == 0:
-            assert time.monotonic() < deadline, "the job never completed on the destination"
-            time.sleep(0.02)
+        wait_jobs_done(q2, 1, timeout=60)
         assert q2.readl(reg("LAST_STATUS")) == 0 and q2.readl(reg("LAST_TAG")) == 12
         assert q2.readl(reg("INT_STATUS")) & R["CONVACCEL_INT_DONE"]
         assert not q2.readl(reg("STATUS")) & R["CONVACCEL_STATUS_BUSY"]
@@ -241,11 +238,7 @@ def test_migrate_with_a_queue_of_jobs(tmp_path):
     q2, _ = start(tmp_path, "-incoming", f"exec:cat {state}")
     try:
         wait_incoming(q2)
-        deadline = time.monotonic() + 30
-        while q2.readl(reg("JOBS_DONE")) < depth:
-            assert time.monotonic() < deadline, \
-                f"only {q2.readl(reg('JOBS_DONE'))} of {depth} jobs completed"
-            time.sleep(0.02)
+        wait_jobs_done(q2, depth, timeout=30)
         assert q2.readl(reg("JOBS_DONE")) == depth
         assert q2.readl(reg("LAST_TAG")) == 100 + depth - 1
         for j, (addr, y) in enumerate(expected):
