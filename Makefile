@@ -66,7 +66,7 @@ bench-device: setup
 bench: setup
 	@py=$$(scripts/venv.sh bench/requirements.txt) && $$py bench/bench.py
 
-study: setup
+study: artifacts
 	@py=$$(scripts/venv.sh bench/requirements.txt) && nice -n 19 $$py study/run.py
 
 clean:

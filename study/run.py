@@ -49,6 +49,12 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--no-device", action="store_true", help="train and report only")
     a = ap.parse_args()
+    if not a.no_device:
+        try:                # the board is needed after the first phase: say so now
+            evaluate.board.build_dtb(1)
+        except evaluate.board.BoardError as e:
+            print(f"study: {e}", file=sys.stderr)
+            return 2
     t0 = time.monotonic()
     phases = a.phase or sorted({s.phase for s in zoo.SPECS})
     left = {p: [r for r in train.select([p]) if not train.done(r)] for p in phases}
