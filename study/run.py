@@ -43,6 +43,19 @@ def report() -> int:
     return subprocess.call([sys.executable, str(HERE / "report.py")])
 
 
+def past_invocations(fresh: bool) -> list[dict]:
+    """The earlier invocations of this study (build/study/timing.json), none
+    when it starts from nothing: the study's time is their sum."""
+    if fresh or not TIMING.exists():
+        return []
+    return json.loads(TIMING.read_text()).get("invocations", [])
+
+
+def save_timing(invocations: list[dict]) -> None:
+    TIMING.parent.mkdir(parents=True, exist_ok=True)
+    TIMING.write_text(json.dumps(dict(invocations=invocations), indent=1) + "\n")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--phase", type=int, nargs="*")
@@ -62,6 +75,7 @@ def main() -> int:
     say(f"study: {sum(map(len, left.values()))} runs to train in phases {phases}")
     failed, spent, timing = 0, 0.0, dict(started=time.strftime("%Y-%m-%d %H:%M:%S"),
                                          jobs=a.jobs, phases={})
+    invocations = past_invocations(fresh=all(not train.done(r) for r in train.select(phases)))
     for phase in phases:
         todo = left[phase]
         el = time.monotonic() - t0
@@ -71,12 +85,13 @@ def main() -> int:
         failed += train.train_all(todo, a.jobs, LOG)
         spent += sum(train.cost(r) for r in todo)
         te = time.monotonic()
-        if not a.no_device:
-            evaluate.evaluate_pending(say=say)
-        timing["phases"][phase] = dict(runs=len(todo), train_s=round(te - tp),
-                                       evaluate_s=round(time.monotonic() - te))
-        timing["wall_s"] = round(time.monotonic() - t0)
-        TIMING.write_text(json.dumps(timing, indent=1) + "\n")
+        for stage in ("trained", "evaluated"):     # recorded even if evaluation fails
+            if stage == "evaluated" and not a.no_device:
+                evaluate.evaluate_pending(say=say)
+            timing["phases"][phase] = dict(runs=len(todo), train_s=round(te - tp),
+                                           evaluate_s=round(time.monotonic() - te))
+            timing["wall_s"] = round(time.monotonic() - t0)
+            save_timing(invocations + [timing])
         report()
     bad = evaluate.check(say=say)
     say(f"study: done in {train.fmt(time.monotonic() - t0)}; {failed} runs failed, "
