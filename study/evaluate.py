@@ -38,8 +38,18 @@ def trained_runs() -> list[Path]:
     return sorted(p.parent for p in train.RUNS.glob("*/record.json"))
 
 
+def current(run_dir: Path) -> bool:
+    """Whether the run has a device result of today's guest_eval.py: float32
+    and int8 on every test image (older results ran int8 on 2,000)."""
+    f = run_dir / "device.json"
+    if not f.exists():
+        return False
+    res = json.loads(f.read_text())
+    return "error" not in res and res["int8"]["n"] == res["n_test"] == res["float"]["n"]
+
+
 def pending() -> list[Path]:
-    return [d for d in trained_runs() if not (d / "device.json").exists()]
+    return [d for d in trained_runs() if not current(d)]
 
 
 def write_test_file() -> None:
@@ -87,7 +97,7 @@ def collect(say=print) -> int:
         return 0
     for job in json.loads(jobs.read_text())["runs"]:
         f, d = out / f"{job['id']}.json", TOP / job["dir"]
-        if not f.exists() or (d / "device.json").exists():
+        if not f.exists() or current(d):
             continue
         res = json.loads(f.read_text())
         if "error" in res:
@@ -98,7 +108,7 @@ def collect(say=print) -> int:
     return got
 
 
-def evaluate_pending(max_runs: int = 40, timeout: float = 1800, say=print,
+def evaluate_pending(max_runs: int = 40, timeout: float = 3600, say=print,
                      guidelines: bool = False) -> int:
     """Evaluate every pending run, max_runs per boot (and claim 9 if it has
     no result yet, or if `guidelines`); returns how many runs."""
@@ -135,7 +145,7 @@ def check(say=print) -> list[str]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--max-runs", type=int, default=40)
-    ap.add_argument("--timeout", type=float, default=1800)
+    ap.add_argument("--timeout", type=float, default=3600)
     ap.add_argument("--guidelines", action="store_true", help="run claim 9 again")
     ap.add_argument("--collect", action="store_true",
                     help="only store what the last (perhaps interrupted) boot wrote")
