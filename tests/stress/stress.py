@@ -37,9 +37,9 @@ QUICK = dict(calls=4000, fuzz_s=12, seconds=6, processes=4, rounds=3, cycles=6,
 FULL = dict(calls=1_000_000, fuzz_s=900, seconds=60, processes=4, rounds=15, cycles=50,
             device_ops=1_000_000, check_every=10000)
 # The full ioctl fuzz's time budget on a kernel whose calls are slower: the
-# debug kernel (KASAN, lockdep, kmemleak under TCG) makes about 230 calls/s
-# on an idle 2-core machine against 2,300-2,800 on Debian's, so its million
-# calls take about 75 min.
+# debug kernel (KASAN, lockdep, kmemleak under TCG) makes about 1,100 calls/s
+# on an idle 2-core machine (about 230 on a loaded one) against 2,300-2,800
+# on Debian's: its million calls take 15 min idle, over an hour loaded.
 FULL_FUZZ_S = {"debug": 6000}
 
 
