@@ -86,17 +86,17 @@ def as_input(pixels: np.ndarray, model) -> np.ndarray:
     return x.reshape((len(x),) + tuple(model.input_shape))
 
 
-def batch_for(dev, model, x: np.ndarray) -> int:
+def batch_for(dev, model, x: np.ndarray, batch1_ms: float) -> int:
     """The largest batch (up to BATCH) whose device time stays within
-    JOB_BUDGET_S, from the device times of batches 1 and 8: a job's fixed
-    cost (weights read and packed once a job) does not grow with the batch."""
-    t = {}
-    for n in (1, 8):
-        with model.compile(dev, n) as net:
-            net(x[:n])
-            t[n] = min(net(x[:n]).device_ns for _ in range(2)) / 1e9
-    per_image = max((t[8] - t[1]) / 7, 1e-6)
-    fixed = max(t[1] - per_image, 0.0)
+    JOB_BUDGET_S, from the device times of batch 1 (measured by latency())
+    and batch 8: a job's fixed cost (weights read and packed once a job)
+    does not grow with the batch."""
+    with model.compile(dev, 8) as net:
+        net(x[:8])
+        t8 = min(net(x[:8]).device_ns for _ in range(2)) / 1e9
+    t1 = batch1_ms / 1e3
+    per_image = max((t8 - t1) / 7, 1e-6)
+    fixed = max(t1 - per_image, 0.0)
     return max(1, min(BATCH, int((JOB_BUDGET_S - fixed) / per_image)))
 
 
@@ -109,7 +109,7 @@ def evaluate(dev, run_dir: Path, pixels: np.ndarray, labels: np.ndarray,
         n = len(pixels)
         x = as_input(pixels[:n], model)
         lat = latency(dev, model, x[:1], repeats)
-        batch = batch_for(dev, model, x)
+        batch = batch_for(dev, model, x, lat["device_ms"])
         t0 = time.perf_counter_ns()
         preds = device_predictions(dev, model, x, batch)
         seconds = (time.perf_counter_ns() - t0) / 1e9

@@ -85,13 +85,17 @@ def main() -> int:
         failed += train.train_all(todo, a.jobs, LOG)
         spent += sum(train.cost(r) for r in todo)
         te = time.monotonic()
-        for stage in ("trained", "evaluated"):     # recorded even if evaluation fails
-            if stage == "evaluated" and not a.no_device:
-                evaluate.evaluate_pending(say=say)
+
+        def record() -> None:
             timing["phases"][phase] = dict(runs=len(todo), train_s=round(te - tp),
                                            evaluate_s=round(time.monotonic() - te))
             timing["wall_s"] = round(time.monotonic() - t0)
             save_timing(invocations + [timing])
+
+        record()                # the training is recorded even if evaluation fails
+        if not a.no_device:
+            evaluate.evaluate_pending(say=say)
+        record()
         report()
     bad = evaluate.check(say=say)
     say(f"study: done in {train.fmt(time.monotonic() - t0)}; {failed} runs failed, "
