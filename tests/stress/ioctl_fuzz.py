@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import errno
 import faulthandler
+import itertools
 import json
 import mmap
 import os
@@ -601,10 +602,13 @@ class Worker:
         return "mmap", e
 
     def run(self, calls: int, deadline: float) -> None:
+        """Ops until this worker has made `calls` calls (a burst is many), the
+        deadline has passed or the epoch's flag says stop."""
         ops, choice, counts, ep = self.ops, self.rnd.choice, self.counts, self.ep
         try:
-            for i in range(calls):
-                if ep.flag[0] or (i & 63 == 0 and time.monotonic() > deadline):
+            for i in itertools.count():
+                if ep.flag[0] or (i & 15 == 0 and (
+                        time.monotonic() > deadline or sum(counts.values()) >= calls)):
                     break
                 got = choice(ops)()
                 if got:
