@@ -21,6 +21,7 @@ only a handle, a job id or a deadline is set before the call.
 from __future__ import annotations
 
 import collections
+import ctypes
 import errno
 import faulthandler
 import itertools
@@ -33,8 +34,6 @@ import threading
 import time
 import traceback
 
-import cffi
-
 import pyaccel
 from pyaccel import Layer, Layer2, Tensor, View, uapi
 from pyaccel.device import _libc
@@ -43,15 +42,17 @@ from pyaccel.uapi import ffi
 
 from devctl import DEBUGFS, stat
 
-libc_ffi = cffi.FFI()
-libc_ffi.cdef("""
-void *mmap(void *addr, size_t length, int prot, int flags, int fd, uint64_t offset);
-int mprotect(void *addr, size_t len, int prot);
-int munmap(void *addr, size_t length);
-""")
-_mm = libc_ffi.dlopen(None)
+_mm = ctypes.CDLL(None, use_errno=True)
+_mm.mmap.restype = _mm.mremap.restype = ctypes.c_void_p
+_mm.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                     ctypes.c_int, ctypes.c_int64]
+_mm.mremap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int,
+                       ctypes.c_void_p]
+_mm.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+_mm.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
 PROT_NONE, PROT_READ, PROT_RW = 0, 1, 3
 MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANON, MAP_NORESERVE = 1, 2, 0x10, 0x20, 0x4000
+MREMAP_MAYMOVE, MREMAP_FIXED = 1, 2
 MAP_FAILED = 2**64 - 1
 PAGE = 4096
 
@@ -223,34 +224,42 @@ class Arena:
 
     def __init__(self, slots: int) -> None:
         self.size = slots * BUF_SIZE
-        self.base = int(libc_ffi.cast("uintptr_t", _mm.mmap(
-            libc_ffi.NULL, self.size, PROT_NONE, MAP_PRIVATE | MAP_ANON | MAP_NORESERVE, -1, 0)))
+        self.base = _mm.mmap(None, self.size, PROT_NONE,
+                             MAP_PRIVATE | MAP_ANON | MAP_NORESERVE, -1, 0)
         assert self.base != MAP_FAILED
         self.slots = [self.base + i * BUF_SIZE for i in range(slots)]
 
     def cover(self, slot: int, length: int = BUF_SIZE) -> None:
-        _mm.mmap(libc_ffi.cast("void *", slot), length, PROT_NONE,
+        _mm.mmap(slot, length, PROT_NONE,
                  MAP_PRIVATE | MAP_ANON | MAP_FIXED | MAP_NORESERVE, -1, 0)
 
     def map(self, slot: int, fd: int, handle: int) -> int:
-        """Map buffer `handle` at slot: 0 or the errno."""
-        p = _mm.mmap(libc_ffi.cast("void *", slot), BUF_SIZE, PROT_RW,
-                     MAP_SHARED | MAP_FIXED, fd, handle << MMAP_SHIFT)
-        if int(libc_ffi.cast("uintptr_t", p)) == MAP_FAILED:
-            e = libc_ffi.errno
-            self.cover(slot)            # a failed MAP_FIXED leaves a hole
+        """Map buffer `handle` at slot: 0 or the errno. Mapped elsewhere
+        first, then moved over the slot: a MAP_FIXED mmap that the driver
+        refuses would already have unmapped the slot, and until it was
+        covered again another thread's allocation could land in the hole
+        (then be replaced by the cover or the next map: the fuzz process
+        died of SIGSEGV after ~350,000 calls, a Python frame stack turned
+        into a device buffer)."""
+        p = _mm.mmap(None, BUF_SIZE, PROT_RW, MAP_SHARED, fd, handle << MMAP_SHIFT)
+        if p == MAP_FAILED:
+            return ctypes.get_errno()           # refused: the slot is as it was
+        if _mm.mremap(p, BUF_SIZE, BUF_SIZE, MREMAP_MAYMOVE | MREMAP_FIXED, slot) == MAP_FAILED:
+            e = ctypes.get_errno()
+            _mm.munmap(p, BUF_SIZE)
+            self.cover(slot)
             return e
         return 0
 
     def close(self) -> None:
-        _mm.munmap(libc_ffi.cast("void *", self.base), self.size)
+        _mm.munmap(self.base, self.size)
 
 
 def readonly_copy(cdata):
     """A private page holding a copy of *cdata, then made read-only."""
-    page = _mm.mmap(libc_ffi.NULL, PAGE, PROT_RW, MAP_PRIVATE | MAP_ANON, -1, 0)
+    page = _mm.mmap(None, PAGE, PROT_RW, MAP_PRIVATE | MAP_ANON, -1, 0)
     item = ffi.typeof(cdata).item                   # struct X of "struct X *" or "[]"
-    ptr = ffi.cast(ffi.getctype(item, "*"), int(libc_ffi.cast("uintptr_t", page)))
+    ptr = ffi.cast(ffi.getctype(item, "*"), page)
     ffi.memmove(ptr, cdata, ffi.sizeof(cdata) if ffi.typeof(cdata).kind == "array"
                 else ffi.sizeof(item))
     _mm.mprotect(page, PAGE, PROT_READ)
@@ -580,9 +589,9 @@ class Worker:
             off = self.rnd.choice([self.some_handle() << MMAP_SHIFT, PAGE,
                                    self.rnd.getrandbits(44) << 12, 0])
             flags = self.rnd.choice([MAP_SHARED, MAP_SHARED, MAP_PRIVATE])
-            p = _mm.mmap(libc_ffi.NULL, length, PROT_RW, flags, self.ep.fd, off)
-            if int(libc_ffi.cast("uintptr_t", p)) == MAP_FAILED:
-                return "mmap", libc_ffi.errno
+            p = _mm.mmap(None, length, PROT_RW, flags, self.ep.fd, off)
+            if p == MAP_FAILED:
+                return "mmap", ctypes.get_errno()
             _mm.munmap(p, length)
             return "mmap", 0
         if slot in self.mapped and r < 0.6:
