@@ -7,7 +7,6 @@ before the slot was covered again (a Python frame stack then became a
 device buffer: its frames read as zeros)."""
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import sys
@@ -17,13 +16,6 @@ from conftest import TOP, load_module
 
 sys.path.insert(0, str(TOP / "tests" / "stress"))
 import ioctl_fuzz as fz  # noqa: E402
-
-libc = ctypes.CDLL(None, use_errno=True)
-libc.mmap.restype = ctypes.c_void_p
-libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                      ctypes.c_int, ctypes.c_int64]
-libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-PROT_RW, MAP_PRIVATE_ANON = 3, 0x22
 
 
 def test_refused_map_never_lends_the_slot_to_another_thread():
@@ -46,10 +38,10 @@ def test_refused_map_never_lends_the_slot_to_another_thread():
     landed = tries = 0
     try:
         while not done.is_set():        # another thread's allocation, hinted at the slot
-            p = libc.mmap(slot, fz.BUF_SIZE, PROT_RW, MAP_PRIVATE_ANON, -1, 0)
-            assert p != 2**64 - 1
+            p = fz._mm.mmap(slot, fz.BUF_SIZE, fz.PROT_RW, fz.MAP_PRIVATE | fz.MAP_ANON, -1, 0)
+            assert p != fz.MAP_FAILED
             landed += p == slot
-            libc.munmap(p, fz.BUF_SIZE)
+            fz._mm.munmap(p, fz.BUF_SIZE)
             tries += 1
     finally:
         t.join()
