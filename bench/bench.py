@@ -139,6 +139,12 @@ def main() -> int:
         publish(results, args)
         return 1 if checks(results) else 0
     t_start = time.monotonic()
+    if not args.guest_json:
+        build()
+    import bench_device
+    # The device's OpenBLAS kernels (scripts/blasenv.py): QEMU gets them from
+    # board.run, the library in this process from this environment.
+    os.environ.update(board.blasenv.environ(Path(bench_device.build_library())))
     env: dict = dict(host=dict(machine(), python=platform.python_version(),
                                cpu=platform.processor() or platform.machine()),
                      # what the device (QEMU inherits it), the library and PyTorch ran with
@@ -147,7 +153,6 @@ def main() -> int:
     if args.guest_json:
         guest = json.loads(args.guest_json.read_text())
     else:
-        build()
         env["int8_model"] = int8.prepare()
         env["other_load_before_guest"] = wait_for_quiet(args.quiet_wait)
         t0 = time.monotonic()

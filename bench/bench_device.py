@@ -69,6 +69,9 @@ import torch
 import torch.nn.functional as F
 
 TOP = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(TOP / "scripts"))
+import blasenv  # noqa: E402
+
 HEADER = TOP / "qemu" / "compute" / "convaccel_compute.h"
 README_INT8_BEGIN = "<!-- bench-device int8: begin (bench/bench_device.py) -->"
 README_INT8_END = "<!-- bench-device int8: end -->"
@@ -168,18 +171,22 @@ def build_library() -> str:
                           capture_output=True, text=True).stdout.strip()
 
 
-def openblas_core(mode: str) -> str:
+def openblas_core(mode: str, library: str) -> str:
     """Arrange OpenBLAS's kernel choice, which it makes once, when it loads.
 
-    "env": as the environment says, like the device in a QEMU started from
-    the same shell: OPENBLAS_CORETYPE if set, else OpenBLAS's detection.
+    "env": what the device gets when scripts/board.py starts QEMU from the
+    same shell: OPENBLAS_CORETYPE if set, else OpenBLAS's detection, unless
+    that fell back to pre-AVX2 kernels on an AVX2 or AVX-512 CPU
+    (scripts/blasenv.py).
     "detect": OpenBLAS's own detection (drops OPENBLAS_CORETYPE).
     Anything else: that core (OPENBLAS_CORETYPE=mode).
     Returns what OPENBLAS_CORETYPE is now ("" for unset).
     """
     if mode == "detect":
         os.environ.pop("OPENBLAS_CORETYPE", None)
-    elif mode != "env":
+    elif mode == "env":
+        os.environ.update(blasenv.environ(Path(library)))
+    else:
         os.environ["OPENBLAS_CORETYPE"] = mode
     return os.environ.get("OPENBLAS_CORETYPE", "")
 
@@ -529,7 +536,7 @@ def main() -> int:
     args = ap.parse_args()
 
     path = args.library or build_library()
-    forced = openblas_core(args.openblas_core)
+    forced = openblas_core(args.openblas_core, path)
     ffi, lib = load_library(path)
     lib.cvc_set_threads(args.threads)
     torch.set_num_threads(args.threads)

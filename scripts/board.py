@@ -30,6 +30,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import blasenv
+
 TOP = Path(__file__).resolve().parent.parent
 BUILD = Path(os.environ.get("BUILD", TOP / "build"))
 QEMU = BUILD / "qemu-system-aarch64"
@@ -228,8 +230,9 @@ def run(command: str | None, accels: int = 1, timeout: float = 900,
         (out_dir / "module-dir").write_text(f"{rel}\n")
     args = boot_args(accels, out_dir, command is None, dtb or build_dtb(accels), kern)
     args += list(extra_args)
+    env = blasenv.environ(BUILD / "libconvaccel_compute.so")
     if command is None:                 # interactive: the console is this terminal
-        rc = subprocess.call(args)
+        rc = subprocess.call(args, env=env)
         status_file = out_dir / "status"
         status = int(status_file.read_text()) if status_file.exists() else None
         return RunResult(status, rc, "", "", out_dir, kernel=kern.name)
@@ -238,7 +241,8 @@ def run(command: str | None, accels: int = 1, timeout: float = 900,
     timed_out = False
     with open(console_path, "w") as console:
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, errors="replace")
+                                stderr=subprocess.STDOUT, text=True, errors="replace",
+                                env=env)
         _LIVE.add(proc)
         pump = threading.Thread(target=_pump, args=(proc.stdout, console, echo), daemon=True)
         pump.start()

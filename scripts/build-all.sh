@@ -24,6 +24,9 @@ ln -sfn "$kdir/Image" "$boot/Image"
 kernel/build.sh "$kdir" "$boot/kernel"
 ln -sfn "$(guest/rootfs.sh "$kdir")" "$boot/rootfs.cpio"
 wait "$qemu_pid" || die "building QEMU failed (its output is above)"
+# The host build of the device's kernels: scripts/blasenv.py asks it which
+# OpenBLAS kernels QEMU should run.
+qemu/compute/build.sh >/dev/null
 for n in 1 2; do
 	python3 scripts/board.py dtb --accels "$n" >/dev/null
 done

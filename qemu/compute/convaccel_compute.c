@@ -36,6 +36,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -671,6 +672,54 @@ static void openblas_single_threaded(void)
 {
 #ifdef OPENBLAS_VERSION
     openblas_set_num_threads(1);
+#endif
+}
+
+const char *cvc_blas_core(void)
+{
+#ifdef OPENBLAS_VERSION
+    return openblas_get_corename();
+#else
+    return "not OpenBLAS";
+#endif
+}
+
+/*
+ * OpenBLAS's kernels for CPUs without AVX2 and FMA. Its detection falls
+ * back to Prescott on CPU models it does not know (newer ones, some
+ * virtual CPUs), whatever their vector units.
+ */
+static const char *const blas_old_cores[] = {
+    "Prescott", "Core2", "Penryn", "Dunnington", "Nehalem", "Sandybridge",
+    "Atom", "Katmai", "Coppermine", "Northwood", "Banias", "Opteron",
+    "Barcelona", "Bobcat", "Bulldozer", "Piledriver", "Steamroller",
+    "Excavator",
+};
+
+const char *cvc_blas_better_core(void)
+{
+#if defined(OPENBLAS_VERSION) && defined(__GNUC__) && defined(__x86_64__)
+    const char *core = openblas_get_corename();
+    bool old = false;
+    size_t i;
+
+    if (getenv("OPENBLAS_CORETYPE") || !core) {
+        return NULL;
+    }
+    for (i = 0; i < sizeof(blas_old_cores) / sizeof(blas_old_cores[0]); i++) {
+        old |= strcasecmp(core, blas_old_cores[i]) == 0;
+    }
+    __builtin_cpu_init();
+    if (!old || !__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
+        return NULL;
+    }
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) {
+        return "SkylakeX";
+    }
+    return "Haswell";
+#else
+    return NULL;
 #endif
 }
 

@@ -166,6 +166,22 @@ void cvc_set_threads(int n);
 /* Threads a call with ctl->threads = 0 uses now. */
 int cvc_default_threads(void);
 
+/*
+ * The float32 GEMMs' BLAS kernels: OpenBLAS's name for them ("SkylakeX",
+ * "Haswell", "Zen", ...), which it picks once, when it loads, by CPU
+ * detection or as $OPENBLAS_CORETYPE says.
+ */
+const char *cvc_blas_core(void);
+
+/*
+ * NULL when those kernels suit this CPU or $OPENBLAS_CORETYPE chose them.
+ * Otherwise OpenBLAS's detection fell back to pre-AVX2 kernels (Prescott on
+ * a CPU model it does not know) on a CPU with AVX2 and FMA: the core to
+ * set in OPENBLAS_CORETYPE before the process starts ("SkylakeX" with
+ * AVX-512, else "Haswell"). The float32 GEMMs run 2-3x slower until then.
+ */
+const char *cvc_blas_better_core(void);
+
 /* Bounds (bytes, multiply-accumulates) the header promises. */
 #define CVC_COL_BYTES (4u << 20)
 #define CVC_PLANE_BYTES (16u << 20)

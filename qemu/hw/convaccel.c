@@ -358,6 +358,22 @@ static void convaccel_vm_state_change(void *opaque, bool running,
     qemu_mutex_unlock(&s->lock);
 }
 
+/* Once per process: OpenBLAS's detection may have picked slow kernels. */
+static void convaccel_check_blas(void)
+{
+    static bool checked;
+    const char *better = cvc_blas_better_core();
+
+    if (!checked && better) {
+        warn_report("convaccel: OpenBLAS runs its %s kernels on this CPU "
+                    "(its CPU detection fell back to them), so float32 "
+                    "layers run 2-3x slower than they could; start QEMU "
+                    "with OPENBLAS_CORETYPE=%s (scripts/board.py does)",
+                    cvc_blas_core(), better);
+    }
+    checked = true;
+}
+
 static void convaccel_realize(DeviceState *dev, Error **errp)
 {
     ConvAccelState *s = CONVACCEL(dev);
@@ -378,6 +394,7 @@ static void convaccel_realize(DeviceState *dev, Error **errp)
                     s->prop_fault_delay_us, CONVACCEL_FAULT_DELAY_MAX_US);
         s->prop_fault_delay_us = CONVACCEL_FAULT_DELAY_MAX_US;
     }
+    convaccel_check_blas();
     s->as = &address_space_memory;
     memory_region_init_io(&s->mmio, OBJECT(s), &convaccel_ops, s,
                           TYPE_CONVACCEL, CONVACCEL_MMIO_SIZE);

@@ -32,7 +32,8 @@ class QTest:
              "-m", str(memory_mb), "-display", "none", "-nic", "none", "-monitor", "none",
              "-serial", "none", "-accel", "qtest", "-qtest", f"unix:{sock_path}",
              "-qtest-log", "/dev/null", *extra],
-            stdout=subprocess.DEVNULL, stderr=open(self.log, "w"), preexec_fn=preexec_fn)
+            stdout=subprocess.DEVNULL, stderr=open(self.log, "w"), preexec_fn=preexec_fn,
+            env=board.blasenv.environ(board.BUILD / "libconvaccel_compute.so"))
         try:
             self.sock, _ = srv.accept()
         finally:
