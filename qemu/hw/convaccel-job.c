@@ -546,14 +546,70 @@ void *cva_scratch_out(ConvAccelState *s, uint64_t bytes)
     return s->scratch_buf;
 }
 
+static bool cva_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
+{
+    return blen && a < b + blen && b < a + alen;
+}
+
+uint32_t cva_out_get(ConvAccelState *s, uint32_t gen, uint64_t addr,
+                     uint64_t len, const CvaRange *reads, unsigned n_reads,
+                     OutBuf *o)
+{
+    bool disjoint = true;
+    hwaddr plen = len;
+    unsigned i;
+
+    *o = (OutBuf) { .addr = addr, .len = len };
+    for (i = 0; i < n_reads; i++) {
+        disjoint &= !cva_overlap(addr, len, reads[i].addr, reads[i].len);
+    }
+    if (disjoint && cva_dma_range_ok(s, addr, len, true) &&
+        cva_dma_begin(s, gen)) {
+        o->ptr = address_space_map(s->as, addr, &plen, true,
+                                   MEMTXATTRS_UNSPECIFIED);
+        if (o->ptr && plen == len) {
+            o->mapped = true;
+            return CONVACCEL_ERR_OK;
+        }
+        if (o->ptr) {
+            address_space_unmap(s->as, o->ptr, plen, true, 0);
+        }
+        cva_dma_end(s);
+    }
+    o->ptr = cva_scratch_out(s, len);
+    return o->ptr ? CONVACCEL_ERR_OK : CONVACCEL_ERR_NO_MEMORY;
+}
+
+bool cva_out_put(ConvAccelState *s, uint32_t gen, OutBuf *o, bool write)
+{
+    bool ok = true;
+
+    if (o->mapped) {
+        /* the whole range is dirty: a stopped compute may have written some */
+        address_space_unmap(s->as, o->ptr, o->len, true, o->len);
+        cva_dma_end(s);
+    } else if (write && o->ptr) {
+        ok = cva_dma_write(s, gen, o->addr, o->ptr, o->len);
+    }
+    o->ptr = NULL;
+    o->mapped = false;
+    return ok;
+}
+
 /* Run one checked layer: read, compute, write. 0 or a CONVACCEL_ERR_* code. */
 static uint32_t run_layer(ConvAccelState *s, uint32_t gen, const Layer *l,
                           JobCounters *c)
 {
     ComputeCtl cc;
     DmaView in = { 0 }, w = { 0 }, b = { 0 };
-    float *out = cva_scratch_out(s, l->out_bytes);
-    uint32_t err = out ? CONVACCEL_ERR_OK : CONVACCEL_ERR_NO_MEMORY;
+    const CvaRange reads[] = {
+        { l->input, l->in_bytes }, { l->weight, l->w_bytes },
+        { l->bias, l->b_bytes },
+    };
+    OutBuf o;
+    uint32_t err = cva_out_get(s, gen, l->output, l->out_bytes, reads,
+                               ARRAY_SIZE(reads), &o);
+    float *out = o.ptr;
     int64_t t0;
     int ret;
 
@@ -587,7 +643,7 @@ static uint32_t run_layer(ConvAccelState *s, uint32_t gen, const Layer *l,
         err = cva_cancel_status(s, gen);
     } else if (ret) {
         err = CONVACCEL_ERR_NO_MEMORY;
-    } else if (!cva_dma_write(s, gen, l->output, out, l->out_bytes)) {
+    } else if (!cva_out_put(s, gen, &o, true)) {
         err = CONVACCEL_ERR_DMA;
     } else {
         c->bytes_read += l->in_bytes + l->w_bytes + l->b_bytes;
@@ -595,6 +651,7 @@ static uint32_t run_layer(ConvAccelState *s, uint32_t gen, const Layer *l,
         c->cycles += model_cycles(s, l);
     }
 out:
+    cva_out_put(s, gen, &o, false);
     cva_dma_view_release(s, &in);
     cva_dma_view_release(s, &w);
     cva_dma_view_release(s, &b);

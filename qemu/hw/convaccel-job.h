@@ -95,6 +95,31 @@ void cva_dma_view_release(ConvAccelState *s, DmaView *v);
 /* The output bounce buffer, kept between layers (only the worker uses it). */
 void *cva_scratch_out(ConvAccelState *s, uint64_t bytes);
 
+/*
+ * A layer's output. When it is one contiguous range of guest RAM that
+ * overlaps none of the layer's inputs, the compute writes guest RAM in
+ * place (no bounce copy), inside one cva_dma_begin/end: a reset then waits
+ * for the compute to see its cancellation (within a tile). Otherwise it is
+ * the bounce buffer, written to guest RAM by cva_out_put.
+ */
+typedef struct OutBuf {
+    void *ptr;
+    uint64_t addr, len;
+    bool mapped;
+} OutBuf;
+
+/* A range the layer reads, for the overlap check. */
+typedef struct CvaRange {
+    uint64_t addr, len;
+} CvaRange;
+
+uint32_t cva_out_get(ConvAccelState *s, uint32_t gen, uint64_t addr,
+                     uint64_t len, const CvaRange *reads, unsigned n_reads,
+                     OutBuf *o);
+/* Ends the output: with write, the bounce buffer goes to guest RAM (false
+ * on a DMA failure or a reset); in place, the mapping ends. */
+bool cva_out_put(ConvAccelState *s, uint32_t gen, OutBuf *o, bool write);
+
 /* The cost model (docs/hardware.md), with the device's model-* properties. */
 typedef struct ModelLayer {
     uint32_t op;

@@ -599,8 +599,8 @@ static void input_put(ConvAccelState *s, Input *in)
     }
 }
 
-/* Write the packed output into its view, run by run; false on a DMA
- * failure or a reset. */
+/* Write the packed output into its strided view, run by run; false on a
+ * DMA failure or a reset. */
 static bool output_put(ConvAccelState *s, uint32_t gen, const View2 *v,
                        const uint8_t *buf)
 {
@@ -608,9 +608,6 @@ static bool output_put(ConvAccelState *s, uint32_t gen, const View2 *v,
     uint64_t run_bytes = run * v->esize;
     bool ok = true;
 
-    if (v->packed) {
-        return cva_dma_write(s, gen, v->addr, buf, v->elems * v->esize);
-    }
     if (!cva_dma_range_ok(s, v->addr, v->extent, true) || !cva_dma_begin(s, gen)) {
         return false;
     }
@@ -773,10 +770,25 @@ uint32_t cva_v2_run(ConvAccelState *s, uint32_t gen, const Layer2 *layers,
     ComputeCtl cc;
     Input in0 = { 0 }, in1 = { 0 };
     DmaView w = { 0 }, b = { 0 };
-    void *out = cva_scratch_out(s, out_bytes);
-    uint32_t err = out ? CONVACCEL_ERR_OK : CONVACCEL_ERR_NO_MEMORY;
+    const CvaRange reads[] = {
+        { l->in0.addr, l->in0.extent },
+        { l->in1.addr, l->uses_in1 ? l->in1.extent : 0 },
+        { l->weight, l->w_bytes }, { l->bias, l->b_bytes },
+    };
+    OutBuf o = { .ptr = NULL };
+    uint32_t err;
+    void *out;
     int64_t t0;
     int ret;
+
+    if (l->out.packed) {    /* in place when it can be (cva_out_get) */
+        err = cva_out_get(s, gen, l->out.addr, out_bytes, reads,
+                          ARRAY_SIZE(reads), &o);
+    } else {                /* a strided view: packed here, then scattered */
+        o.ptr = cva_scratch_out(s, out_bytes);
+        err = o.ptr ? CONVACCEL_ERR_OK : CONVACCEL_ERR_NO_MEMORY;
+    }
+    out = o.ptr;
 
     cva_compute_ctl_init(&cc, s, gen);
     if (!err) {
@@ -804,7 +816,8 @@ uint32_t cva_v2_run(ConvAccelState *s, uint32_t gen, const Layer2 *layers,
         err = cva_cancel_status(s, gen);
     } else if (ret) {
         err = CONVACCEL_ERR_NO_MEMORY;
-    } else if (!output_put(s, gen, &l->out, out)) {
+    } else if (l->out.packed ? !cva_out_put(s, gen, &o, true) :
+                               !output_put(s, gen, &l->out, out)) {
         err = CONVACCEL_ERR_DMA;
     } else {
         ModelLayer m = {
@@ -821,6 +834,7 @@ uint32_t cva_v2_run(ConvAccelState *s, uint32_t gen, const Layer2 *layers,
         c->cycles += cva_model_cycles(s, &m);
     }
 out:
+    cva_out_put(s, gen, &o, false);
     input_put(s, &in0);
     input_put(s, &in1);
     if (w.ptr) {
