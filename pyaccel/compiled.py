@@ -3,7 +3,8 @@ one descriptor chain, one submit per inference."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Optional
 
 import numpy as np
@@ -47,10 +48,15 @@ class Inference:
 
     output: np.ndarray          # class probabilities (softmax) or scores, (N, classes)
     job: JobResult              # totals: device_ns, cycles, macs, bytes, latency_ns
-    layers: list[LayerStats]
     wall_ns: int                # from writing the input to reading the output
-
     model_clock_mhz: int        # the cost model's clock, from the device
+    names: tuple = field(default=(), repr=False)    # (layer name, op) of each layer
+
+    @cached_property
+    def layers(self) -> list[LayerStats]:
+        """Each layer's costs (made on first access, not on every call)."""
+        return [LayerStats(name, op, cost.macs, cost.device_ns, cost.cycles, cost.bytes)
+                for (name, op), cost in zip(self.names, self.job.layers)]
 
     @property
     def modelled_ms(self) -> float:
@@ -91,7 +97,7 @@ class CompiledModel:
                 raise ShapeError(f"{op.name}: device output {g} differs from the model's")
             self.layers.append(layer)
         self._encoded = encode(self.layers)
-        self._names = [(op.name, layer.op) for op, layer in zip(model.ops, self.layers)]
+        self._names = tuple((op.name, layer.op) for op, layer in zip(model.ops, self.layers))
         self.input = self._acts.array((batch,) + shapes[0], offset=self._act_offsets[0])
         self._output = self._acts.array((batch,) + shapes[-1], offset=self._act_offsets[-1])
 
@@ -119,9 +125,7 @@ class CompiledModel:
         wall = time.monotonic_ns() - t0
         if self.model.softmax:
             _softmax_rows(y)
-        stats = [LayerStats(name, op, cost.macs, cost.device_ns, cost.cycles, cost.bytes)
-                 for (name, op), cost in zip(self._names, result.layers)]
-        return Inference(y, result, stats, wall, self.device.info.model_clock_mhz)
+        return Inference(y, result, wall, self.device.info.model_clock_mhz, self._names)
 
     def close(self) -> None:
         self._acts.destroy()

@@ -163,6 +163,41 @@ class LayerCost:
 assert [f.name for f in fields(LayerCost)] == list(STATS_DTYPE.names)
 
 
+class LayerCosts(Sequence):
+    """A job's LayerCost records, made on access from the raw
+    struct convaccel_layer_stats array: most inferences never read them, and
+    dozens of Python objects per job cost the guest's emulated CPU."""
+
+    __slots__ = ("_rows", "_costs")
+
+    def __init__(self, rows: np.ndarray) -> None:
+        self._rows = rows
+        self._costs: tuple | None = None
+
+    def _all(self) -> tuple:
+        if self._costs is None:
+            self._costs = tuple(LayerCost(*row) for row in self._rows.tolist())
+        return self._costs
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, i):
+        return self._all()[i]
+
+    def __iter__(self):
+        return iter(self._all())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and tuple(self) == tuple(other)
+
+    def __hash__(self) -> int:
+        return hash(self._all())
+
+    def __repr__(self) -> str:
+        return repr(self._all())
+
+
 @dataclass(frozen=True)
 class JobResult:
     """What the device did (struct convaccel_wait, in Python units)."""
@@ -177,7 +212,7 @@ class JobResult:
     device_ns: int
     cycles: int
     latency_ns: int
-    layers: tuple = ()          # LayerCost of each layer, in order
+    layers: Sequence = ()       # LayerCost of each layer, in order (LayerCosts)
 
     @property
     def ok(self) -> bool:
@@ -235,8 +270,7 @@ class Job:
                 layers_done=req.layers_done, macs=req.macs, bytes_read=req.bytes_read,
                 bytes_written=req.bytes_written, device_ns=req.device_ns,
                 cycles=req.cycles, latency_ns=req.latency_ns,
-                layers=tuple(LayerCost(*row) for row in
-                             np.frombuffer(ffi.buffer(stats), STATS_DTYPE).tolist()))
+                layers=LayerCosts(np.frombuffer(ffi.buffer(stats), STATS_DTYPE)))
         if check and not self.result.ok:
             raise JobError(self.id, self.result)
         return self.result

@@ -5,7 +5,8 @@ per-layer statistics of every inference."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
@@ -36,13 +37,45 @@ class LayerStats:
 
 
 @dataclass(frozen=True)
+class Row:
+    """What a statistics row of a program step knows before it runs."""
+
+    name: str
+    op: str
+    macs: int
+    precision: str
+    merge: bool = False         # a device layer that adds to the row before (a shuffle's copies)
+
+
+@dataclass(frozen=True)
 class Inference:
     output: np.ndarray          # the first graph output, (N, ...)
     outputs: dict
-    layers: list
     jobs: list                  # JobResult of each device segment
     wall_ns: int
     model_clock_mhz: int
+    # per program step: ("device", rows, job index) or ("cpu", rows, CPU ns of each node)
+    steps: list = field(default_factory=list, repr=False)
+
+    @cached_property
+    def layers(self) -> list[LayerStats]:
+        """Each node's statistics (made on first access, not on every call)."""
+        stats: list[LayerStats] = []
+        for kind, rows, what in self.steps:
+            if kind == "cpu":
+                stats += [LayerStats(r.name, r.op, "cpu", r.macs, ns, 0, 0, None, r.precision)
+                          for r, ns in zip(rows, what)]
+                continue
+            for r, cost in zip(rows, self.jobs[what].layers):
+                if r.merge:
+                    s = stats[-1]
+                    stats[-1] = LayerStats(s.name, s.op, "device", s.macs,
+                                           s.device_ns + cost.device_ns, s.cycles + cost.cycles,
+                                           s.bytes + cost.bytes, s.job, s.precision)
+                else:
+                    stats.append(LayerStats(r.name, r.op, "device", r.macs, cost.device_ns,
+                                            cost.cycles, cost.bytes, what, r.precision))
+        return stats
 
     @property
     def device_ns(self) -> int:
@@ -111,9 +144,14 @@ class CompiledGraph:
                 if kind == "device":
                     layers, owner = enc.segment(nodes)
                     arr = layers if getattr(device, "simulated", False) else encode(layers)
-                    self.program.append(("device", layers, arr, owner))
+                    rows = tuple(Row(n.name, n.op, node_macs(g, n), precision(g, n),
+                                     merge=bool(i) and owner[i - 1] is n)
+                                 for i, n in enumerate(owner))
+                    self.program.append(("device", layers, arr, rows))
                 else:
-                    self.program.append(("cpu", nodes))
+                    rows = tuple(Row(n.name, n.op, node_macs(g, n), precision(g, n))
+                                 for n in nodes)
+                    self.program.append(("cpu", nodes, rows))
             self.inputs = {t: self.tensor(t) for t in g.inputs}
         except BaseException:
             self.close()
@@ -149,36 +187,26 @@ class CompiledGraph:
                 raise ShapeError(f"input {name!r} shape {v.shape}: this graph was compiled for "
                                  f"{g.shape(name)}")
             self.inputs[name][...] = v
-        stats, jobs = [], []
+        steps, jobs = [], []
         for step in self.program:
             if step[0] == "device":
-                _, layers, arr, owner = step
-                result = self.device.submit(arr).wait(timeout)
-                for i, (node, cost) in enumerate(zip(owner, result.layers)):
-                    if i and owner[i - 1] is node:          # a shuffle's copies: one row
-                        s = stats[-1]
-                        stats[-1] = LayerStats(s.name, s.op, "device", s.macs,
-                                               s.device_ns + cost.device_ns,
-                                               s.cycles + cost.cycles, s.bytes + cost.bytes,
-                                               s.job, s.precision)
-                        continue
-                    stats.append(LayerStats(node.name, node.op, "device", node_macs(g, node),
-                                            cost.device_ns, cost.cycles, cost.bytes, len(jobs),
-                                            precision(g, node)))
-                jobs.append(result)
+                _, layers, arr, rows = step
+                steps.append(("device", rows, len(jobs)))
+                jobs.append(self.device.submit(arr).wait(timeout))
             else:
-                for node in step[1]:
+                _, nodes, rows = step
+                times = []
+                for node in nodes:
                     c0 = time.monotonic_ns()
                     outs = execute.evaluate(g, node, [self._value(t) for t in node.inputs])
                     for t, v in zip(node.outputs, outs):
                         self.tensor(t)[...] = v.reshape(g.shape(t))
-                    stats.append(LayerStats(node.name, node.op, "cpu", node_macs(g, node),
-                                            time.monotonic_ns() - c0, 0, 0, None,
-                                            precision(g, node)))
+                    times.append(time.monotonic_ns() - c0)
+                steps.append(("cpu", rows, times))
         outputs = {t: np.array(self.tensor(t)) for t in g.outputs}
         wall = time.monotonic_ns() - t0
         mhz = getattr(getattr(self.device, "info", None), "model_clock_mhz", 0)
-        return Inference(outputs[g.outputs[0]], outputs, stats, jobs, wall, mhz)
+        return Inference(outputs[g.outputs[0]], outputs, jobs, wall, mhz, steps)
 
     def report(self) -> str:
         return self.prepared.report()
