@@ -11,7 +11,7 @@ KERNEL ?= 6.1
 export PYACCEL_KERNEL := $(KERNEL)
 STRESS_KERNEL := $(if $(filter command line environment,$(origin KERNEL)),$(KERNEL),debug)
 
-.PHONY: help setup artifacts qemu module dtb test test-host demo run lint clean bench-device bench study stress
+.PHONY: help setup artifacts qemu module dtb test test-host demo run lint clean bench-device bench profile study stress
 
 help:
 	@echo "make demo       build everything, boot the board, show the accelerator"
@@ -21,6 +21,7 @@ help:
 	@echo "make artifacts  build QEMU, kernel module, guest image and device trees"
 	@echo "make bench-device  the device's compute kernels vs PyTorch on the host"
 	@echo "make bench      the device vs the guest CPU and host PyTorch: ratios, overhead, scaling"
+	@echo "make profile    perf on QEMU while the guest runs MobileNet-v1 (float32, int8) and tiny jobs: where the time goes"
 	@echo "make study      the width/depth study on Fashion-MNIST: train, evaluate on the device (resumable)"
 	@echo "make stress     fuzz, faults, load, life cycle, isolation: one table of figures"
 	@echo "make lint       checkpatch --strict, kernel-doc and sparse on the driver"
@@ -65,6 +66,9 @@ bench-device: setup
 
 bench: setup
 	@py=$$(scripts/venv.sh bench/requirements.txt) && $$py bench/bench.py
+
+profile: setup
+	@py=$$(scripts/venv.sh bench/requirements.txt) && $$py bench/profile.py
 
 study: artifacts
 	@py=$$(scripts/venv.sh bench/requirements.txt) && nice -n 19 $$py study/run.py

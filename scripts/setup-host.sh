@@ -22,6 +22,8 @@ PKGS=(
 	python3-dev swig
 	# the width/depth study's data (study/fashion.py)
 	dataset-fashion-mnist
+	# make profile: perf samples QEMU's threads (bench/profile.py)
+	linux-perf
 )
 BPO_PKGS=(meson python3-pycotap)
 

@@ -1,0 +1,96 @@
+"""The guest half of `make profile`: runs inside the board.
+
+    python3 bench/guest_profile.py --out /out [--int8-model PATH] [--seconds S]
+
+Each phase (float: MobileNet-v1 1.0 float32, a CompiledModel; int8: the
+quantized MobileNet-v1 of bench/int8.py through the graph compiler; tiny: a
+one-element 1x1 convolution) calls its network in a loop. It writes
+/out/phase-NAME.start when it is warm, runs until the host has profiled
+QEMU and written /out/phase-NAME.done (or S seconds more than the host
+asked for have passed), then writes /out/phase-NAME.json: the calls made,
+and the median split of one call as the guest sees it (wall time around
+the call, the driver's submit-to-completion latency, the device's compute).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import nets  # noqa: E402
+import pyaccel  # noqa: E402
+from guest_bench import net_input  # noqa: E402
+from pyaccel import ops  # noqa: E402
+from pyaccel.jobs import Layer, Tensor, encode  # noqa: E402
+
+
+def loop(out: Path, name: str, call, limit_s: float) -> dict:
+    """Call call() (returns a JobResult) until the host says done."""
+    for _ in range(3):
+        call()
+    (out / f"phase-{name}.start").write_text(f"{time.monotonic()}\n")
+    done = out / f"phase-{name}.done"
+    wall, driver, device = [], [], []
+    deadline = time.monotonic() + limit_s
+    while not done.exists() and time.monotonic() < deadline:
+        t0 = time.perf_counter_ns()
+        job = call()
+        wall.append(time.perf_counter_ns() - t0)
+        driver.append(job.latency_ns)
+        device.append(job.device_ns)
+    med = lambda v: float(np.median(v)) / 1e6 if v else 0.0  # noqa: E731
+    r = dict(calls=len(wall), wall_ms=med(wall), driver_ms=med(driver), device_ms=med(device),
+             host_done=done.exists())
+    tmp = out / f"phase-{name}.json.tmp"        # renamed: the host never reads half of it
+    tmp.write_text(json.dumps(r) + "\n")
+    os.replace(tmp, out / f"phase-{name}.json")
+    return r
+
+
+def tiny_job(dev: pyaccel.Device):
+    geometry = ops.window_geometry(dev, (1, 1, 1, 1), 1, 1, 1, 0, 1, 1)
+    buf = dev.buffer(4096)
+    buf.array(64)[:] = 1.0
+    arr = encode([Layer("conv", Tensor(buf.handle, 0), Tensor(buf.handle, 128),
+                        Tensor(buf.handle, 64), geometry=geometry)])
+    return buf, lambda: dev.submit(arr).wait()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path("/out"))
+    ap.add_argument("--int8-model", help="a QuantizedModel .npz (bench/int8.py writes it)")
+    ap.add_argument("--seconds", type=float, default=120,
+                    help="the longest a phase waits for the host")
+    a = ap.parse_args()
+    results = {}
+    with pyaccel.open() as dev:
+        model = nets.MOBILENET_1.build()
+        with model.compile(dev) as net:
+            x = net_input(model.input_shape)
+            results["float"] = loop(a.out, "float", lambda: net(x).job, a.seconds)
+        if a.int8_model and Path(a.int8_model).exists():
+            from pyaccel.quantize import QuantizedModel
+
+            qm = QuantizedModel.load(a.int8_model)
+            net = qm.compile(dev)
+            try:
+                x = net_input(qm.input_shape)
+                results["int8"] = loop(a.out, "int8", lambda: net(x).job, a.seconds)
+            finally:
+                net.close()
+        buf, call = tiny_job(dev)
+        with buf:
+            results["tiny"] = loop(a.out, "tiny", call, a.seconds)
+    print(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
