@@ -10,11 +10,13 @@ KERNEL=debug). On other kernels it is skipped, with that reason.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import gc
 import mmap
 import os
 import time
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -23,21 +25,22 @@ import pyaccel
 from pyaccel import Layer, Tensor
 from pyaccel.uapi import ffi
 
-from conftest import stat
+from devctl import stat
 
 FAIL_NTH = "/proc/thread-self/fail-nth"
 DEBUGFS = "/sys/kernel/debug"
 ALLOWED = {errno.ENOMEM, errno.EFAULT}
 MAX_N = 500
 
+AVAILABLE = os.path.exists(FAIL_NTH) and os.path.isdir(f"{DEBUGFS}/failslab")
 pytestmark = pytest.mark.skipif(
-    not (os.path.exists(FAIL_NTH) and os.path.isdir(f"{DEBUGFS}/failslab")),
+    not AVAILABLE,
     reason="this kernel has no fault injection (fail-nth, failslab): "
            "run with the debug kernel (make stress, make test KERNEL=debug)")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def fault_injection_setup():
+@contextlib.contextmanager
+def fault_injection():
     """Let fail-nth fail sleeping allocations too, quietly (a stack dump per
     injected failure would read as a kernel problem)."""
     saved = {}
@@ -114,7 +117,9 @@ def each_failure(call, undo=None):
     raise AssertionError(f"still failing after {MAX_N} injected allocation failures")
 
 
-def check(errors: list, what: str) -> None:
+def check(errors: list, what: str, figures: dict) -> None:
+    figures["injected"][what] = len(errors)
+    figures["errnos"].update(errno.errorcode.get(e, str(e)) for e in errors)
     bad = [e for e in errors if e not in ALLOWED]
     assert not bad, f"{what}: an injected allocation failure gave errno {bad}, " \
                     f"not ENOMEM/EFAULT"
@@ -124,12 +129,29 @@ GEO = dict(n=1, c_in=2, h_in=4, w_in=4, c_out=2, h_out=4, w_out=4, groups=1, kh=
            stride_h=1, stride_w=1, dil_h=1, dil_w=1)
 
 
+def run() -> dict:
+    """Every ioctl and mmap under each of its allocation failures in turn;
+    raises AssertionError at the first wrong errno, leak or unusable file.
+    Returns the failures injected per call and their errnos."""
+    figures = {"injected": {}, "errnos": Counter()}
+    with fault_injection():
+        _every_call(figures)
+    figures["errnos"] = dict(figures["errnos"])
+    return figures
+
+
 def test_failnth_every_ioctl_and_mmap():
+    figures = run()
+    assert sum(figures["injected"].values()), f"no allocation failure was injected: {figures}"
+    print(figures)
+
+
+def _every_call(figures: dict) -> None:
     gc.collect()
     before = stat("buffers")
     with pyaccel.open() as dev:
         info = ffi.new("struct convaccel_info *")
-        check(each_failure(lambda: dev.ioctl("INFO", info)), "INFO")
+        check(each_failure(lambda: dev.ioctl("INFO", info)), "INFO", figures)
 
         # Arguments are made before arming: the injected failure must hit the
         # ioctl, not a Python allocation on the way to it.
@@ -146,7 +168,7 @@ def test_failnth_every_ioctl_and_mmap():
                                                 dict(handle=made.pop())))
 
         errors = each_failure(create, uncreate)
-        check(errors, "BUFFER_CREATE")
+        check(errors, "BUFFER_CREATE", figures)
         assert len(made) == 1 and stat("buffers") == before + 1, "a failed create leaked"
         h = made[0]
 
@@ -154,7 +176,7 @@ def test_failnth_every_ioctl_and_mmap():
         errors = each_failure(lambda: maps.append(
             mmap.mmap(dev.fileno(), 1 << 16, mmap.MAP_SHARED, offset=h << 32)),
             lambda: maps.pop().close())
-        check(errors, "mmap")
+        check(errors, "mmap", figures)
         np.frombuffer(maps[0], np.float32)[:] = 1.0
 
         t = lambda o: Tensor(h, o)  # noqa: E731
@@ -174,7 +196,7 @@ def test_failnth_every_ioctl_and_mmap():
             dev.ioctl("WAIT", ffi.new("struct convaccel_wait *", dict(
                 job_id=ids.pop(), timeout_ns=time.monotonic_ns() + 10**10)))
 
-        check(each_failure(submit, unsubmit), "SUBMIT")
+        check(each_failure(submit, unsubmit), "SUBMIT", figures)
         assert len(ids) == 1
 
         wreq = ffi.new("struct convaccel_wait *")
@@ -184,7 +206,7 @@ def test_failnth_every_ioctl_and_mmap():
             dev.ioctl("WAIT", wreq)
             assert wreq.status == 0
 
-        check(each_failure(wait), "WAIT")
+        check(each_failure(wait), "WAIT", figures)
         assert np.all(np.frombuffer(maps[0], np.float32)[1024:1024 + 32] == 2.0)
 
         dreq = ffi.new("struct convaccel_buffer_destroy *", dict(handle=h))
@@ -192,7 +214,7 @@ def test_failnth_every_ioctl_and_mmap():
         def destroy():
             dev.ioctl("BUFFER_DESTROY", dreq)
 
-        check(each_failure(destroy), "BUFFER_DESTROY")
+        check(each_failure(destroy), "BUFFER_DESTROY", figures)
         # the file is still usable after all that
         x = np.ones((1, 1, 2, 2), np.float32)
         assert dev.conv2d(x, np.full((1, 1, 1, 1), 2, np.float32)).sum() == 8.0

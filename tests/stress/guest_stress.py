@@ -1,5 +1,5 @@
 """In-guest stress suites (run by tests/stress/stress.py inside the board):
-ioctl fuzz, fault recovery, load, life cycle, isolation. Prints nothing but
+ioctl fuzz, fault recovery, load, life cycle, isolation, fail-nth. Prints nothing but
 progress; writes every figure to a JSON file.
 
     python3 tests/stress/guest_stress.py OUT.json [--calls N] [--fuzz-seconds S]
@@ -314,6 +314,32 @@ def isolation() -> dict:
     return {"node_mode": oct(mode), "breaches": breaches, "kernel_address_leaks": leaks}
 
 
+def failnth() -> dict:
+    """tests/guest/test_failnth.py's run(): every ioctl and mmap under each
+    of its allocation failures in turn (debug kernel: fail-nth, failslab,
+    fail_page_alloc, fail_usercopy). On a kernel without fault injection the
+    suite is reported as not run, with the reason."""
+    import test_failnth
+
+    if not test_failnth.AVAILABLE:
+        return {"run": "no: this kernel has no fault injection (the debug kernel has)",
+                "failures": 0, "buffers_leaked": 0, "kernel_warnings": 0}
+    warn0 = kernel_trouble()
+    before = leaked_buffers()
+    try:
+        figures = test_failnth.run()
+        failures, message = 0, ""
+    except AssertionError as e:
+        figures, failures, message = {"injected": {}, "errnos": {}}, 1, str(e)
+        log(f"failnth: {e}")
+    gc.collect()
+    return {"run": "yes", "calls": len(figures["injected"]),
+            "injected": sum(figures["injected"].values()), "per_call": figures["injected"],
+            "errnos": figures["errnos"], "failures": failures, "failure": message,
+            "buffers_leaked": leaked_buffers() - before,
+            "kernel_warnings": kernel_trouble() - warn0}
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("out")
@@ -331,7 +357,8 @@ def main() -> int:
                      ("fault_recovery", lambda: fault_recovery(a.rounds)),
                      ("load", lambda: load(a.processes, a.seconds)),
                      ("lifecycle", lambda: lifecycle(a.cycles)),
-                     ("isolation", isolation)):
+                     ("isolation", isolation),
+                     ("failnth", failnth)):
         if a.only and name not in a.only.split(","):
             continue
         log(f"{name} ...")

@@ -119,6 +119,10 @@ ROWS = [
     ("lifecycle", "buffers_leaked", True), ("lifecycle", "warnings", True),
     ("isolation", "node_mode", False), ("isolation", "breaches", True),
     ("isolation", "kernel_address_leaks", True),
+    ("failnth", "run", False), ("failnth", "calls", False), ("failnth", "injected", False),
+    ("failnth", "per_call", False), ("failnth", "errnos", False),
+    ("failnth", "failures", True), ("failnth", "buffers_leaked", True),
+    ("failnth", "kernel_warnings", True), ("failnth", "not_run_on_debug", True),
     ("board", "kernel", False),
     ("board", "kernel_warnings", True), ("board", "boot_problems", True),
 ]
@@ -162,6 +166,9 @@ def run(short: bool, kernel: str | None = None) -> tuple[dict, str, list[str]]:
                   kernel=kernel)
     results = json.loads((out / "stress.json").read_text()) if (out / "stress.json").exists() \
         else {}
+    if "failnth" in results:     # the debug kernel has fault injection: it must run
+        results["failnth"]["not_run_on_debug"] = int(
+            r.kernel == "debug" and results["failnth"].get("run") != "yes")
     results["board"] = {"kernel": r.kernel,
                         "kernel_warnings": results.pop("kernel_warnings", "missing"),
                         "boot_problems": len(r.problems) + (r.status != 0)}
