@@ -2098,7 +2098,7 @@ static void dw8_fill_scratch(const struct dw8_job *j, const int8_t *x,
     size_t n = sw * cols > pl ? min_size(p->w_in, sw * cols - pl) : 0;
     int32_t zp = j->q->zp_in;
     bool fl = j->exact_float;
-    size_t ih, iw;
+    size_t ih, iw, ph;
 
     memset(scratch, 0, j->geo.stride_len * sizeof(uint32_t));  /* 0.0f or 0 */
     for (ih = 0; ih < p->h_in; ih++) {
@@ -2110,14 +2110,33 @@ static void dw8_fill_scratch(const struct dw8_job *j, const int8_t *x,
             continue;
         }
         row0 = r % sh * sw * len + r / sh * cols;
-        if (sw == 1) {
-            for (iw = 0; iw < n; iw++) {
-                dw8_put(scratch, row0 + pl + iw, xr[iw] - zp, fl);
-            }
-        } else {
-            for (iw = 0; iw < n; iw++) {
-                dw8_put(scratch, row0 + (iw + pl) % sw * len + (iw + pl) / sw,
-                        xr[iw] - zp, fl);
+        /*
+         * Column iw goes to entry (iw + pl) / sw of column phase
+         * (iw + pl) % sw: phase by phase, every sw-th column, no division
+         * per element (that made stride-2 layers 5x slower than stride 1).
+         */
+        for (ph = 0; ph < sw; ph++) {
+            size_t first = (ph + sw - pl % sw) % sw;
+            size_t base = row0 + ph * len + (first + pl) / sw, k;
+            float *df = (float *)scratch + base;
+            uint32_t *du = (uint32_t *)scratch + base;
+
+            if (sw == 1 && fl) {            /* contiguous: vectorized */
+                for (iw = 0; iw < n; iw++) {
+                    df[iw] = (float)(xr[iw] - zp);
+                }
+            } else if (sw == 1) {
+                for (iw = 0; iw < n; iw++) {
+                    du[iw] = (uint32_t)(xr[iw] - zp);
+                }
+            } else if (fl) {
+                for (iw = first, k = 0; iw < n; iw += sw, k++) {
+                    df[k] = (float)(xr[iw] - zp);
+                }
+            } else {
+                for (iw = first, k = 0; iw < n; iw += sw, k++) {
+                    du[k] = (uint32_t)(xr[iw] - zp);
+                }
             }
         }
     }
