@@ -131,6 +131,7 @@ class CompiledGraph:
         g, p = prepared.graph, prepared.plan
         self.graph, self.plan = g, p
         self.batch = g.shape(g.inputs[0])[0]
+        self._views: dict[str, np.ndarray] = {}
         self._arena = device.buffer(p.arena_bytes)
         self._weights = device.buffer(max(p.weights_bytes, 64))
         try:
@@ -163,7 +164,14 @@ class CompiledGraph:
         return sum(1 for s in self.program if s[0] == "device")
 
     def tensor(self, t: str) -> np.ndarray:
-        """A numpy view of tensor t in the arena (strided as the plan places it)."""
+        """A numpy view of tensor t in the arena (strided as the plan places it;
+        made once: the arena never moves)."""
+        view = self._views.get(t)
+        if view is None:
+            view = self._views[t] = self._make_view(t)
+        return view
+
+    def _make_view(self, t: str) -> np.ndarray:
         g, loc = self.graph, self.plan.locations[t]
         shape = g.shape(t)
         dtype = np.dtype(NUMPY_DTYPES[g.tensors[t].dtype])
@@ -212,6 +220,7 @@ class CompiledGraph:
         return self.prepared.report()
 
     def close(self) -> None:
+        self._views.clear()
         for b in ("_arena", "_weights"):
             buf = getattr(self, b, None)
             if buf is not None:
