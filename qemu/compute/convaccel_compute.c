@@ -2014,6 +2014,98 @@ static void s8_fc_fill(const void *ctx, size_t k, size_t q0, size_t len,
     }
 }
 
+#if CVC_X86
+/*
+ * The int8 FC of one image with AVX-512 VNNI, straight from the weights as
+ * they lie (no packing: for one image, packing a classifier's weights cost
+ * more than using them). Per output row: sum(u * w) with u = x + 128 and
+ * sum(w) (vpdpbusd against ones), both wrapping, as the packed path's
+ * identity: acc = bias + sum(u * w) - (128 + zp_in) * sum(w) modulo 2^32.
+ */
+struct fc_gemv_job {
+    struct cvc_run *run;
+    const struct cvc_fc *p;
+    const struct cvc_quant *q;
+    const uint8_t *u;       /* x + 128, c_in bytes */
+    const int8_t *w;
+    const int32_t *bias;
+    int8_t *out;
+};
+
+/* The 16 int32 lanes' sum, wrapping like them (modulo 2^32). */
+CVC_VNNI
+static int32_t lanes_sum(__m512i v)
+{
+    uint32_t lane[16], sum = 0;
+    int i;
+
+    _mm512_storeu_si512((void *)lane, v);
+    for (i = 0; i < 16; i++) {
+        sum += lane[i];
+    }
+    return (int32_t)sum;
+}
+
+CVC_VNNI
+static void fc_gemv_rows(void *opaque, size_t begin, size_t end)
+{
+    const struct fc_gemv_job *j = opaque;
+    size_t k = j->p->c_in, kv = k / 64, co, i;
+    __mmask64 tail = (k % 64) ? (~(__mmask64)0 >> (64 - k % 64)) : 0;
+    const __m512i ones = _mm512_set1_epi8(1);
+    int32_t off = -(128 + j->q->zp_in);
+
+    for (co = begin; co < end && !run_stopped(j->run); co++) {
+        const int8_t *wr = j->w + co * k;
+        __m512i uw = _mm512_setzero_si512(), sw = _mm512_setzero_si512();
+        int32_t acc;
+
+        for (i = 0; i < kv; i++) {
+            __m512i wq = _mm512_loadu_si512((const void *)(wr + 64 * i));
+
+            uw = _mm512_dpbusd_epi32(uw, _mm512_loadu_si512((const void *)(j->u + 64 * i)),
+                                     wq);
+            sw = _mm512_dpbusd_epi32(sw, ones, wq);
+        }
+        if (tail) {
+            __m512i wq = _mm512_maskz_loadu_epi8(tail, wr + 64 * kv);
+
+            uw = _mm512_dpbusd_epi32(uw, _mm512_maskz_loadu_epi8(tail, j->u + 64 * kv),
+                                     wq);
+            sw = _mm512_dpbusd_epi32(sw, ones, wq);
+        }
+        acc = add_wrap(lanes_sum(uw), (int32_t)((uint32_t)lanes_sum(sw) * (uint32_t)off));
+        acc = add_wrap(acc, j->bias ? j->bias[co] : 0);
+        j->out[co] = requant_one(acc, j->q->requant[2 * co],
+                                 j->q->requant[2 * co + 1], j->q);
+        if (j->q->lut) {
+            j->out[co] = j->q->lut[j->out[co] + 128];
+        }
+    }
+}
+
+static int fc_gemv_vnni(struct cvc_run *run, const struct cvc_fc *p,
+                        const struct cvc_quant *q, const int8_t *in,
+                        const int8_t *w, const int32_t *bias, int8_t *out)
+{
+    uint8_t *u = malloc(p->c_in);
+    struct fc_gemv_job j = {
+        .run = run, .p = p, .q = q, .u = u, .w = w, .bias = bias, .out = out,
+    };
+    size_t i;
+
+    if (!u) {
+        return CVC_NO_MEMORY;
+    }
+    for (i = 0; i < p->c_in; i++) {
+        u[i] = (uint8_t)(in[i] + 128);
+    }
+    cvc_parallel(run, fc_gemv_rows, &j, p->c_out, p->c_in);
+    free(u);
+    return run_status(run);
+}
+#endif
+
 int cvc_fc_s8(const struct cvc_fc *p, const struct cvc_quant *q,
               const int8_t *in, const int8_t *w, const int32_t *bias,
               int8_t *out)
@@ -2030,6 +2122,11 @@ int cvc_fc_s8(const struct cvc_fc *p, const struct cvc_quant *q,
     int rc;
 
     run_init(&run, p->ctl);
+#if CVC_X86
+    if (p->n == 1 && cvc_isa() == CVC_ISA_AVX512_VNNI) {
+        return fc_gemv_vnni(&run, p, q, in, w, bias, out);
+    }
+#endif
     rc = s8_weights_pack(&pw, cvc_isa(), w, bias, q->zp_in, p->c_out, 1, p->c_in);
     if (rc) {
         return rc;

@@ -434,8 +434,11 @@ def test_isa_environment_variable(cvc) -> None:
 
 # --- FC -------------------------------------------------------------------------------
 
+# n = 1: the VNNI path reads the weights unpacked (fc_gemv_vnni), with a
+# masked tail when c_in is not a multiple of 64
 @pytest.mark.parametrize("n, c_in, c_out", [(1, 1280, 1000), (3, 17, 5), (16, 512, 10),
-                                            (70, 33, 65), (1, 1, 1)])
+                                            (70, 33, 65), (1, 1, 1), (1, 197, 33),
+                                            (1, 1024, 1000)])
 def test_fc_s8_is_exact(cvc, n, c_in, c_out) -> None:
     ffi, lib = cvc
     rng = np.random.default_rng(n * 1000 + c_in)
