@@ -2372,6 +2372,13 @@ int cvc_conv2d_s8(const struct cvc_conv *p, const struct cvc_quant *q,
     struct cvc_run run;
 
     run_init(&run, p->ctl);
+    if (p->n == 1 && p->groups == 1 && p->kh == 1 && p->kw == 1 && p->h_in == 1 &&
+        p->w_in == 1 && p->h_out == 1 && p->w_out == 1 && !p->pad_top && !p->pad_left) {
+        /* a classifier written as a 1x1 convolution of a 1x1 plane: an FC */
+        struct cvc_fc fp = { .n = 1, .c_in = p->c_in, .c_out = p->c_out, .ctl = p->ctl };
+
+        return cvc_fc_s8(&fp, q, in, w, bias, out);
+    }
     if (p->c_in == p->groups) {
         return conv_s8_depthwise(&run, p, q, in, w, bias, out);
     }

@@ -456,14 +456,25 @@ def test_fc_s8_is_exact(cvc, n, c_in, c_out) -> None:
             lib.cvc_set_isa(0)
 
 
-def test_fc_s8_equals_the_1x1_conv(cvc) -> None:
+@pytest.mark.parametrize("n, c_in, c_out", [(5, 40, 24), (1, 1024, 1000), (1, 77, 9)])
+def test_fc_s8_equals_the_1x1_conv(cvc, n, c_in, c_out) -> None:
+    """n = 1: the convolution goes to the FC's kernel (a classifier written as a
+    1x1 convolution); both must equal the spec's arithmetic on every ISA."""
     ffi, lib = cvc
     rng = np.random.default_rng(4)
-    x, w = s8(rng, 5, 40), s8(rng, 24, 40)
-    bias = rng.integers(-2 ** 16, 2 ** 16, 24).astype(np.int32)
-    q = random_quant(rng, 24, "fine")
-    conv = lib_conv2d_s8(cvc, x.reshape(5, 40, 1, 1), w.reshape(24, 40, 1, 1), bias, q)
-    assert np.array_equal(lib_fc_s8(cvc, x, w, bias, q), conv.reshape(5, 24))
+    x, w = s8(rng, n, c_in), s8(rng, c_out, c_in)
+    bias = rng.integers(-2 ** 16, 2 ** 16, c_out).astype(np.int32)
+    q = random_quant(rng, c_out, "fine", lut=True)
+    expected = np_fc_s8(x, w, bias, q)
+    try:
+        for isa in isas(lib):
+            lib.cvc_set_isa(isa)
+            conv = lib_conv2d_s8(cvc, x.reshape(n, c_in, 1, 1), w.reshape(c_out, c_in, 1, 1),
+                                 bias, q)
+            assert np.array_equal(conv.reshape(n, c_out), expected), isa
+            assert np.array_equal(lib_fc_s8(cvc, x, w, bias, q), expected), isa
+    finally:
+        lib.cvc_set_isa(0)
 
 
 # --- float: FC and the new activations -------------------------------------------------
