@@ -48,7 +48,10 @@ def loop(out: Path, name: str, call, limit_s: float) -> dict:
     r = dict(calls=len(wall), wall_ms=med(wall), driver_ms=med(driver), device_ms=med(device),
              host_done=done.exists())
     tmp = out / f"phase-{name}.json.tmp"        # renamed: the host never reads half of it
-    tmp.write_text(json.dumps(r) + "\n")
+    with open(tmp, "w") as f:
+        f.write(json.dumps(r) + "\n")
+        f.flush()
+        os.fsync(f.fileno())                    # 9p may cache writes in the guest
     os.replace(tmp, out / f"phase-{name}.json")
     return r
 

@@ -144,6 +144,20 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def read_json(path: Path, guest: threading.Thread, timeout: float = 120) -> dict:
+    """The guest's JSON file once it is whole (9p shows it when the guest's
+    writes reach the host)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            if not guest.is_alive() and not path.exists():
+                break
+            time.sleep(0.2)
+    sys.exit(f"profile: no complete {path} from the guest")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=10, help="perf record time per phase")
@@ -155,7 +169,7 @@ def main() -> int:
     int8.prepare()
     out_dir = board.BUILD / "profile-run"
     out_dir.mkdir(parents=True, exist_ok=True)
-    for f in out_dir.glob("phase-*"):
+    for f in [*out_dir.glob("phase-*"), *out_dir.glob("perf-*")]:
         f.unlink()
     wait_for_quiet(60)
     cmd = (f"python3 bench/guest_profile.py --out /out --seconds {a.seconds * 6 + 60:.0f} "
@@ -176,11 +190,8 @@ def main() -> int:
         data = out_dir / f"perf-{name}.data"
         record(pid, data, a.seconds)
         (out_dir / f"phase-{name}.done").write_text("")
-        result = out_dir / f"phase-{name}.json"
-        while not result.exists() and guest.is_alive():
-            time.sleep(0.2)
         phases[name] = dict(perf=summarize(samples(data), a.seconds),
-                            guest=json.loads(result.read_text()))
+                            guest=read_json(out_dir / f"phase-{name}.json", guest))
         print(f"profile: {name}: {phases[name]['perf']['cores']}", flush=True)
     guest.join()
     r = run["r"]
