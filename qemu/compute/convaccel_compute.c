@@ -1443,6 +1443,49 @@ static size_t requant_avx2(const int32_t *acc, size_t n, int32_t add,
     }
     return i;
 }
+
+/*
+ * 16 outputs at a time with AVX-512, which has the 64-bit arithmetic shift,
+ * min and max (the arithmetic of requant_one, lane by lane). GCC 12's
+ * AVX-512 intrinsics start from _mm512_undefined_*(), which its
+ * -Wmaybe-uninitialized takes for a read of an uninitialized variable
+ * (GCC bug 105593, fixed in GCC 13): silenced for this function only.
+ */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+CVC_VNNI
+static size_t requant_avx512(const int32_t *acc, size_t n, int32_t add,
+                             int32_t m, int32_t s, const struct cvc_quant *q,
+                             int8_t *y)
+{
+    const __m512i vadd = _mm512_set1_epi32(add);
+    const __m512i vm = _mm512_set1_epi64(m);
+    const __m512i vrnd = _mm512_set1_epi64((int64_t)1 << (s - 1));
+    const __m128i cnt = _mm_cvtsi32_si128(s);
+    const __m512i vzp = _mm512_set1_epi64(q->zp_out);
+    const __m512i vlo = _mm512_set1_epi64(q->act_min);
+    const __m512i vhi = _mm512_set1_epi64(q->act_max);
+    size_t i;
+
+    for (i = 0; i + 16 <= n; i += 16) {
+        __m512i v = _mm512_add_epi32(_mm512_loadu_si512((const void *)(acc + i)), vadd);
+        __m128i b[2];
+        int k;
+
+        for (k = 0; k < 2; k++) {
+            /* k = 0: elements 0, 2, ..., 14; k = 1: 1, 3, ..., 15 */
+            __m512i t = _mm512_mul_epi32(k ? _mm512_srli_epi64(v, 32) : v, vm);
+
+            t = _mm512_sra_epi64(_mm512_add_epi64(t, vrnd), cnt);
+            t = _mm512_add_epi64(t, vzp);
+            t = _mm512_min_epi64(_mm512_max_epi64(t, vlo), vhi);
+            b[k] = _mm512_mask_cvtepi64_epi8(_mm_setzero_si128(), 0xff, t);
+        }
+        _mm_storeu_si128((__m128i *)(y + i), _mm_unpacklo_epi8(b[0], b[1]));
+    }
+    return i;
+}
+#pragma GCC diagnostic pop
 #endif
 
 /*
@@ -1462,8 +1505,11 @@ static void requant_row(const int32_t *acc, size_t n, int32_t add, int32_t m,
 
         i = 0;
 #if CVC_X86
+        if (isa >= CVC_ISA_AVX512_VNNI) {
+            i = requant_avx512(acc + i0, len, add, m, s, q, d);
+        }
         if (isa >= CVC_ISA_AVX2) {
-            i = requant_avx2(acc + i0, len, add, m, s, q, d);
+            i += requant_avx2(acc + i0 + i, len - i, add, m, s, q, d + i);
         }
 #else
         (void)isa;
