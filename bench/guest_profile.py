@@ -14,6 +14,7 @@ the call, the driver's submit-to-completion latency, the device's compute).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -27,26 +28,34 @@ import nets  # noqa: E402
 import pyaccel  # noqa: E402
 from guest_bench import net_input  # noqa: E402
 from pyaccel import ops  # noqa: E402
+from pyaccel.compiled import Stages  # noqa: E402
 from pyaccel.jobs import Layer, Tensor, encode  # noqa: E402
 
 
 def loop(out: Path, name: str, call, limit_s: float) -> dict:
-    """Call call() (returns a JobResult) until the host says done."""
+    """Call call() (returns a JobResult, or an Inference with its Stages)
+    until the host says done."""
     for _ in range(3):
         call()
     (out / f"phase-{name}.start").write_text(f"{time.monotonic()}\n")
     done = out / f"phase-{name}.done"
-    wall, driver, device = [], [], []
+    wall, driver, device, stages = [], [], [], []
     deadline = time.monotonic() + limit_s
     while not done.exists() and time.monotonic() < deadline:
         t0 = time.perf_counter_ns()
-        job = call()
+        r = call()
         wall.append(time.perf_counter_ns() - t0)
+        job = getattr(r, "job", r)
         driver.append(job.latency_ns)
         device.append(job.device_ns)
+        if getattr(r, "stages", None) is not None:
+            stages.append(dataclasses.astuple(r.stages))
     med = lambda v: float(np.median(v)) / 1e6 if v else 0.0  # noqa: E731
     r = dict(calls=len(wall), wall_ms=med(wall), driver_ms=med(driver), device_ms=med(device),
              host_done=done.exists())
+    if stages:
+        names = [f.name for f in dataclasses.fields(Stages)]
+        r["stages_ms"] = {n: med([s[i] for s in stages]) for i, n in enumerate(names)}
     tmp = out / f"phase-{name}.json.tmp"        # renamed: the host never reads half of it
     with open(tmp, "w") as f:
         f.write(json.dumps(r) + "\n")
@@ -77,7 +86,7 @@ def main() -> int:
         model = nets.MOBILENET_1.build()
         with model.compile(dev) as net:
             x = net_input(model.input_shape)
-            results["float"] = loop(a.out, "float", lambda: net(x).job, a.seconds)
+            results["float"] = loop(a.out, "float", lambda: net(x), a.seconds)
         if a.int8_model and Path(a.int8_model).exists():
             from pyaccel.quantize import QuantizedModel
 

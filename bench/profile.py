@@ -136,6 +136,10 @@ def table(results: dict) -> str:
                      f"{c['other']:>6.2f}   {g['calls']:>6} {g['wall_ms']:>8.3f} "
                      f"{g['driver_ms']:>9.3f} {g['device_ms']:>9.3f}")
     for name, p in results["phases"].items():
+        if p["guest"].get("stages_ms"):
+            lines.append(f"{name} call, stages on the guest's CPU (ms): " + ", ".join(
+                f"{k} {v:.3f}" for k, v in p["guest"]["stages_ms"].items()))
+    for name, p in results["phases"].items():
         for grp in ("device", "vcpu"):
             top = p["perf"]["top"][grp][:5]
             if top:

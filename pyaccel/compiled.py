@@ -43,6 +43,19 @@ class LayerStats:
 
 
 @dataclass(frozen=True)
+class Stages:
+    """Where one call's time went on this CPU, in ns: the input copied in, the
+    SUBMIT ioctl, the WAIT ioctl (the device's work and the completion), the
+    output copied out, the softmax."""
+
+    input: int
+    submit: int
+    wait: int
+    output: int
+    softmax: int
+
+
+@dataclass(frozen=True)
 class Inference:
     """What one call of a CompiledModel returns."""
 
@@ -51,6 +64,7 @@ class Inference:
     wall_ns: int                # from writing the input to reading the output
     model_clock_mhz: int        # the cost model's clock, from the device
     names: tuple = field(default=(), repr=False)    # (layer name, op) of each layer
+    stages: Optional[Stages] = None                 # the call's split (Stages)
 
     @cached_property
     def layers(self) -> list[LayerStats]:
@@ -120,12 +134,18 @@ class CompiledModel:
                              f"{self.input.shape}")
         t0 = time.monotonic_ns()
         self.input[...] = x
-        result = self.device.submit(self._encoded).wait(timeout)
+        t1 = time.monotonic_ns()
+        job = self.device.submit(self._encoded)
+        t2 = time.monotonic_ns()
+        result = job.wait(timeout)
+        t3 = time.monotonic_ns()
         y = self._output.reshape(self.batch, -1).copy()
-        wall = time.monotonic_ns() - t0
+        t4 = time.monotonic_ns()
         if self.model.softmax:
             _softmax_rows(y)
-        return Inference(y, result, wall, self.device.info.model_clock_mhz, self._names)
+        stages = Stages(t1 - t0, t2 - t1, t3 - t2, t4 - t3, time.monotonic_ns() - t4)
+        return Inference(y, result, t4 - t0, self.device.info.model_clock_mhz, self._names,
+                         stages)
 
     def close(self) -> None:
         self._acts.destroy()

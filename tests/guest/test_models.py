@@ -60,6 +60,10 @@ def test_per_layer_statistics_add_up(dev):
     assert sum(s.cycles for s in inf.layers) < inf.job.cycles      # + the job's overhead
     assert all(s.cycles > 0 for s in inf.layers)
     assert inf.modelled_ms == inf.job.cycles / (dev.info.model_clock_mhz * 1e3)
+    st = inf.stages                   # the call's split: all of wall_ns, then the softmax
+    assert min(st.input, st.submit, st.wait, st.output, st.softmax) > 0
+    assert st.input + st.submit + st.wait + st.output == inf.wall_ns
+    assert st.wait >= inf.job.device_ns
 
 
 def test_compiled_model_is_reusable_and_checks_input(dev):
