@@ -469,25 +469,78 @@ static void act_row(float *y, size_t len, const struct act_params *a)
     }
 }
 
+/* y[i] = act(x[i]): a copy and the activation in one pass. */
+CVC_TARGET_CLONES
+static void act_copy_row(float *y, const float *x, size_t len, const struct act_params *a)
+{
+    size_t i;
+
+    switch (a->act) {
+    case CVC_ACT_RELU:
+        for (i = 0; i < len; i++) {
+            y[i] = x[i] < 0.0f ? 0.0f : x[i];
+        }
+        break;
+    case CVC_ACT_RELU6:
+        for (i = 0; i < len; i++) {
+            float v = x[i] < 0.0f ? 0.0f : x[i];
+
+            y[i] = v > 6.0f ? 6.0f : v;
+        }
+        break;
+    default:
+        memcpy(y, x, len * sizeof(float));
+        act_row(y, len, a);
+        break;
+    }
+}
+
+/* y[i] = act(y[i] + b): one pass for the common activations. */
+CVC_TARGET_CLONES
+static void bias_act_row(float *y, size_t len, float b, const struct act_params *a)
+{
+    size_t i;
+
+    switch (a->act) {
+    case CVC_ACT_RELU:
+        for (i = 0; i < len; i++) {
+            float v = y[i] + b;
+
+            y[i] = v < 0.0f ? 0.0f : v;
+        }
+        break;
+    case CVC_ACT_RELU6:
+        for (i = 0; i < len; i++) {
+            float v = y[i] + b;
+
+            v = v < 0.0f ? 0.0f : v;
+            y[i] = v > 6.0f ? 6.0f : v;
+        }
+        break;
+    default:
+        for (i = 0; i < len; i++) {
+            y[i] += b;
+        }
+        act_row(y, len, a);
+        break;
+    }
+}
+
 /* y[r][c] = act(y[r][c] + bias[r]) over rows x cols, row pitch ld. */
 static void epilogue(float *y, size_t rows, size_t cols, size_t ld,
                      const float *bias, const struct act_params *act)
 {
-    size_t r, i;
+    size_t r;
 
     if (!bias && act->act == CVC_ACT_NONE) {
         return;
     }
     for (r = 0; r < rows; r++) {
-        float *row = y + r * ld;
-
         if (bias) {
-            float b = bias[r];
-            for (i = 0; i < cols; i++) {
-                row[i] += b;
-            }
+            bias_act_row(y + r * ld, cols, bias[r], act);
+        } else {
+            act_row(y + r * ld, cols, act);
         }
-        act_row(row, cols, act);
     }
 }
 
@@ -595,6 +648,13 @@ static void sgemm(size_t m, size_t n, size_t k, const float *a, size_t lda,
 /* Output columns per work item when the columns are split across threads. */
 #define GEMM_COLS 16
 
+/*
+ * The most output one SGEMM call writes when an epilogue (bias,
+ * activation) follows it: the epilogue then finds C in the L2 cache instead
+ * of reading a whole layer's output back from memory.
+ */
+#define GEMM_EPILOGUE_BYTES (256u << 10)
+
 /* C (+)= A * B, then act(C + bias) with bias per row of C; see cvc_gemm(). */
 struct gemm_job {
     struct cvc_run *run;
@@ -618,7 +678,14 @@ static void gemm_part(void *opaque, size_t begin, size_t end)
 {
     const struct gemm_job *g = opaque;
     size_t step = tile_items(g->split_rows ? g->n * g->k : g->m * g->k * GEMM_COLS);
+    size_t item_bytes = (g->split_rows ? g->n : g->m * GEMM_COLS) * sizeof(float);
     size_t i0, i1;
+
+    if (g->epilogue && (g->bias || g->act.act != CVC_ACT_NONE)) {
+        size_t fit = GEMM_EPILOGUE_BYTES / item_bytes;
+
+        step = min_size(step, fit ? fit : 1);
+    }
 
     for (i0 = begin; i0 < end && !run_stopped(g->run); i0 = i1) {
         i1 = min_size(end, i0 + step);
@@ -968,9 +1035,7 @@ static void depthwise_planes(void *opaque, size_t begin, size_t end)
                       j->bias ? j->bias[co] : 0.0f);
         }
         for (oh = 0; oh < p->h_out; oh++) {
-            memcpy(y + oh * p->w_out, flat + oh * j->cols,
-                   p->w_out * sizeof(float));
-            act_row(y + oh * p->w_out, p->w_out, &act);
+            act_copy_row(y + oh * p->w_out, flat + oh * j->cols, p->w_out, &act);
         }
     }
     free(scratch);
