@@ -2,8 +2,9 @@
 
     python3 bench/guest_profile.py --out /out [--int8-model PATH] [--seconds S]
 
-Each phase (float: MobileNet-v1 1.0 float32, a CompiledModel; int8: the
-quantized MobileNet-v1 of bench/int8.py through the graph compiler; tiny: a
+Each phase (float: MobileNet-v1 1.0 float32, a CompiledModel; resnet18:
+ResNet-18 float32 through the graph compiler; int8: the quantized
+MobileNet-v1 of bench/int8.py through the graph compiler; tiny: a
 one-element 1x1 convolution) calls its network in a loop. It writes
 /out/phase-NAME.start when it is warm, runs until the host has profiled
 QEMU and written /out/phase-NAME.done (or S seconds more than the host
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import json
 import os
 import sys
@@ -65,13 +67,25 @@ def loop(out: Path, name: str, call, limit_s: float) -> dict:
     return r
 
 
-def tiny_job(dev: pyaccel.Device):
+def network(dev: pyaccel.Device, out: Path, name: str, model, limit_s: float) -> dict:
+    """One network's phase. Its buffers are freed on return: the views of
+    them die with this frame (a mapped buffer keeps its memory), so the next
+    network's large buffers find the device's memory free."""
+    net = model.compile(dev)
+    try:
+        x = net_input(model.input_shape)
+        return loop(out, name, lambda: net(x), limit_s)
+    finally:
+        net.close()
+
+
+def tiny(dev: pyaccel.Device, out: Path, limit_s: float) -> dict:
     geometry = ops.window_geometry(dev, (1, 1, 1, 1), 1, 1, 1, 0, 1, 1)
-    buf = dev.buffer(4096)
-    buf.array(64)[:] = 1.0
-    arr = encode([Layer("conv", Tensor(buf.handle, 0), Tensor(buf.handle, 128),
-                        Tensor(buf.handle, 64), geometry=geometry)])
-    return buf, lambda: dev.submit(arr).wait()
+    with dev.buffer(4096) as buf:
+        buf.array(64)[:] = 1.0
+        arr = encode([Layer("conv", Tensor(buf.handle, 0), Tensor(buf.handle, 128),
+                            Tensor(buf.handle, 64), geometry=geometry)])
+        return loop(out, "tiny", lambda: dev.submit(arr).wait(), limit_s)
 
 
 def main() -> int:
@@ -83,23 +97,17 @@ def main() -> int:
     a = ap.parse_args()
     results = {}
     with pyaccel.open() as dev:
-        model = nets.MOBILENET_1.build()
-        with model.compile(dev) as net:
-            x = net_input(model.input_shape)
-            results["float"] = loop(a.out, "float", lambda: net(x), a.seconds)
+        results["float"] = network(dev, a.out, "float", nets.MOBILENET_1.build(), a.seconds)
+        gc.collect()
+        results["resnet18"] = network(dev, a.out, "resnet18", nets.ZOO[0].build(), a.seconds)
+        gc.collect()
         if a.int8_model and Path(a.int8_model).exists():
             from pyaccel.quantize import QuantizedModel
 
             qm = QuantizedModel.load(a.int8_model)
-            net = qm.compile(dev)
-            try:
-                x = net_input(qm.input_shape)
-                results["int8"] = loop(a.out, "int8", lambda: net(x).job, a.seconds)
-            finally:
-                net.close()
-        buf, call = tiny_job(dev)
-        with buf:
-            results["tiny"] = loop(a.out, "tiny", call, a.seconds)
+            results["int8"] = network(dev, a.out, "int8", qm, a.seconds)
+            gc.collect()
+        results["tiny"] = tiny(dev, a.out, a.seconds)
     print(json.dumps(results, indent=1))
     return 0
 

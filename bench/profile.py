@@ -4,8 +4,8 @@
 
 Boots the board (QEMU with -name debug-threads=on, so its threads carry
 names), runs bench/guest_profile.py in the guest and, in each of its phases
-(float: MobileNet-v1 1.0 float32; int8: the quantized MobileNet-v1; tiny: a
-one-element 1x1 convolution), samples QEMU for S seconds with
+(float: MobileNet-v1 1.0 float32; resnet18: ResNet-18 float32; int8: the
+quantized MobileNet-v1; tiny: a one-element 1x1 convolution), samples QEMU for S seconds with
 `perf record -e cpu-clock` (a software clock: virtual machines often have
 no hardware counters). The samples are split by thread:
 
@@ -45,7 +45,7 @@ import int8  # noqa: E402
 import report  # noqa: E402
 from hostenv import build, wait_for_quiet  # noqa: E402
 
-PHASES = ("float", "int8", "tiny")
+PHASES = ("float", "resnet18", "int8", "tiny")
 FREQ = 997
 BEGIN, END = "<!-- profile: begin (bench/profile.py) -->", "<!-- profile: end -->"
 
