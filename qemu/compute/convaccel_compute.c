@@ -1146,6 +1146,10 @@ static void add_strided(float *yr, const float *xr, ptrdiff_t off,
         for (ow = lo; ow < hi; ow++) {
             yr[ow] += xr[(ptrdiff_t)ow + off];
         }
+    } else if (stride == 2) {   /* a constant stride: vectorized loads */
+        for (ow = lo; ow < hi; ow++) {
+            yr[ow] += xr[(ptrdiff_t)(ow * 2) + off];
+        }
     } else {
         for (ow = lo; ow < hi; ow++) {
             yr[ow] += xr[(ptrdiff_t)(ow * stride) + off];
@@ -1168,6 +1172,10 @@ static void max_strided(float *yr, const float *xr, ptrdiff_t off,
     if (stride == 1) {
         for (ow = lo; ow < hi; ow++) {
             yr[ow] = max_nan(yr[ow], xr[(ptrdiff_t)ow + off]);
+        }
+    } else if (stride == 2) {   /* a constant stride: vectorized loads */
+        for (ow = lo; ow < hi; ow++) {
+            yr[ow] = max_nan(yr[ow], xr[(ptrdiff_t)(ow * 2) + off]);
         }
     } else {
         for (ow = lo; ow < hi; ow++) {

@@ -295,6 +295,9 @@ POOLS = [
     Pool("max-3x3-s1-asym-pad", "max", shape=(1, 2, 7, 9), k=(3, 3), stride=(1, 1),
          pads=(0, 1, 1, 0)),
     Pool("max-3x2-s2x1-odd", "max", shape=(3, 5, 7, 9), k=(3, 2), stride=(2, 1)),
+    # rows long enough for the vectorized stride-2 loops and their tails
+    Pool("max-3x3-s2-pad1-wide", "max", shape=(1, 3, 40, 75), k=(3, 3), pads=(1, 1, 1, 1)),
+    Pool("avg-3x3-s2-pad1-wide", "avg", shape=(1, 3, 40, 75), k=(3, 3), pads=(1, 1, 1, 1)),
     Pool("max-global-relu", "max", shape=(2, 6, 7, 7), k=(7, 7), stride=(1, 1), act="relu"),
     Pool("avg-2x2-s2", "avg"),
     Pool("avg-3x3-s2-pad1", "avg", shape=(2, 3, 9, 9), k=(3, 3), pads=(1, 1, 1, 1)),
