@@ -571,7 +571,10 @@ class Worker:
         w = self.wait_arg
         w.job_id, w.timeout_ns, w.layer_stats = job, deadline, 0
         again = self.call("WAIT", w)
-        if e == errno.EFAULT and again == errno.ENOENT:
+        # Job ids are per file, so file B's ids (the "foreign" ones other
+        # threads and the children WAIT on with file A) are A's first ids
+        # too: such a WAIT may have retired this job legitimately.
+        if e == errno.EFAULT and again == errno.ENOENT and job not in self.pool.foreign_jobs:
             self.lost += 1
             log(f"job {job}: WAIT got EFAULT, the next WAIT ENOENT: the result was lost")
         elif again:
