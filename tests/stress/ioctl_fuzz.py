@@ -577,6 +577,9 @@ class Worker:
         if e == errno.EFAULT and again == errno.ENOENT and job not in self.pool.foreign_jobs:
             self.lost += 1
             log(f"job {job}: WAIT got EFAULT, the next WAIT ENOENT: the result was lost")
+        elif e == errno.EFAULT and again == errno.ENOENT:
+            log(f"job {job}: WAIT got EFAULT, the next WAIT ENOENT: retired by a WAIT on "
+                "file B's id (not counted)")
         elif again:
             self.pool.jobs.append(job)                # not retired: leave it to the others
         return "WAIT", again
