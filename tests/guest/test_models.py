@@ -63,7 +63,8 @@ def test_per_layer_statistics_add_up(dev):
     st = inf.stages                   # the call's split: all of wall_ns, then the softmax
     assert min(st.input, st.submit, st.wait, st.output, st.softmax) > 0
     assert st.input + st.submit + st.wait + st.output == inf.wall_ns
-    assert st.wait >= inf.job.device_ns
+    # the device starts at the doorbell, inside SUBMIT: it may finish before WAIT
+    assert st.submit + st.wait >= inf.job.device_ns
 
 
 def test_compiled_model_is_reusable_and_checks_input(dev):
