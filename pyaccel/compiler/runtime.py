@@ -198,7 +198,7 @@ class CompiledGraph:
         steps, jobs = [], []
         for step in self.program:
             if step[0] == "device":
-                _, layers, arr, rows = step
+                _, _, arr, rows = step
                 steps.append(("device", rows, len(jobs)))
                 jobs.append(self.device.submit(arr).wait(timeout))
             else:

@@ -426,6 +426,17 @@ static inline float clamp01(float v)
  * The activations keep NaN, as PyTorch's do (a NaN compares false; NaN
  * times anything is NaN). Branchless selects, so that they vectorize.
  */
+static inline float relu(float v)
+{
+    return v < 0.0f ? 0.0f : v;
+}
+
+static inline float relu6(float v)
+{
+    v = relu(v);
+    return v > 6.0f ? 6.0f : v;
+}
+
 CVC_TARGET_CLONES
 static void act_row(float *y, size_t len, const struct act_params *a)
 {
@@ -435,13 +446,12 @@ static void act_row(float *y, size_t len, const struct act_params *a)
     switch (a->act) {
     case CVC_ACT_RELU:
         for (i = 0; i < len; i++) {
-            y[i] = y[i] < 0.0f ? 0.0f : y[i];
+            y[i] = relu(y[i]);
         }
         break;
     case CVC_ACT_RELU6:
         for (i = 0; i < len; i++) {
-            float v = y[i] < 0.0f ? 0.0f : y[i];
-            y[i] = v > 6.0f ? 6.0f : v;
+            y[i] = relu6(y[i]);
         }
         break;
     case CVC_ACT_LEAKY_RELU:
@@ -478,14 +488,12 @@ static void act_copy_row(float *y, const float *x, size_t len, const struct act_
     switch (a->act) {
     case CVC_ACT_RELU:
         for (i = 0; i < len; i++) {
-            y[i] = x[i] < 0.0f ? 0.0f : x[i];
+            y[i] = relu(x[i]);
         }
         break;
     case CVC_ACT_RELU6:
         for (i = 0; i < len; i++) {
-            float v = x[i] < 0.0f ? 0.0f : x[i];
-
-            y[i] = v > 6.0f ? 6.0f : v;
+            y[i] = relu6(x[i]);
         }
         break;
     default:
@@ -504,17 +512,12 @@ static void bias_act_row(float *y, size_t len, float b, const struct act_params 
     switch (a->act) {
     case CVC_ACT_RELU:
         for (i = 0; i < len; i++) {
-            float v = y[i] + b;
-
-            y[i] = v < 0.0f ? 0.0f : v;
+            y[i] = relu(y[i] + b);
         }
         break;
     case CVC_ACT_RELU6:
         for (i = 0; i < len; i++) {
-            float v = y[i] + b;
-
-            v = v < 0.0f ? 0.0f : v;
-            y[i] = v > 6.0f ? 6.0f : v;
+            y[i] = relu6(y[i] + b);
         }
         break;
     default:
@@ -2490,7 +2493,6 @@ int cvc_conv2d_s8(const struct cvc_conv *p, const struct cvc_quant *q,
 {
     struct cvc_run run;
 
-    run_init(&run, p->ctl);
     if (p->n == 1 && p->groups == 1 && p->kh == 1 && p->kw == 1 && p->h_in == 1 &&
         p->w_in == 1 && p->h_out == 1 && p->w_out == 1 && !p->pad_top && !p->pad_left) {
         /* a classifier written as a 1x1 convolution of a 1x1 plane: an FC */
@@ -2498,6 +2500,7 @@ int cvc_conv2d_s8(const struct cvc_conv *p, const struct cvc_quant *q,
 
         return cvc_fc_s8(&fp, q, in, w, bias, out);
     }
+    run_init(&run, p->ctl);
     if (p->c_in == p->groups) {
         return conv_s8_depthwise(&run, p, q, in, w, bias, out);
     }

@@ -497,25 +497,33 @@ static uint64_t model_cycles(ConvAccelState *s, const Layer *l)
     return cva_model_cycles(s, &m);
 }
 
+/* [addr, addr + len) mapped whole (one host range), or NULL. */
+static void *map_whole(ConvAccelState *s, uint64_t addr, uint64_t len,
+                       bool is_write)
+{
+    hwaddr plen = len;
+    void *p = address_space_map(s->as, addr, &plen, is_write,
+                                MEMTXATTRS_UNSPECIFIED);
+
+    if (p && plen != len) {
+        address_space_unmap(s->as, p, plen, is_write, 0);
+        p = NULL;
+    }
+    return p;
+}
+
 /*
- * Inputs are read in place (or copied, cva_dma_view). Outputs are never
- * mapped: they go through a bounce buffer written by cva_dma_write, so a
- * reset stops a job's writes at once.
+ * Inputs are read in place (or copied, cva_dma_view). Outputs are computed
+ * in place when they can be, else go through a bounce buffer (cva_out_get).
  */
 uint32_t cva_dma_view(ConvAccelState *s, uint64_t addr, uint64_t len,
                          DmaView *v)
 {
-    hwaddr plen = len;
-
     v->len = len;
-    v->ptr = address_space_map(s->as, addr, &plen, false,
-                               MEMTXATTRS_UNSPECIFIED);
-    if (v->ptr && plen == len) {
+    v->ptr = map_whole(s, addr, len, false);
+    if (v->ptr) {
         v->mapped = true;
         return CONVACCEL_ERR_OK;
-    }
-    if (v->ptr) {
-        address_space_unmap(s->as, v->ptr, plen, false, 0);
     }
     v->mapped = false;
     v->ptr = g_try_malloc(len);
@@ -556,7 +564,6 @@ uint32_t cva_out_get(ConvAccelState *s, uint32_t gen, uint64_t addr,
                      OutBuf *o)
 {
     bool disjoint = true;
-    hwaddr plen = len;
     unsigned i;
 
     *o = (OutBuf) { .addr = addr, .len = len };
@@ -565,14 +572,10 @@ uint32_t cva_out_get(ConvAccelState *s, uint32_t gen, uint64_t addr,
     }
     if (disjoint && cva_dma_range_ok(s, addr, len, true) &&
         cva_dma_begin(s, gen)) {
-        o->ptr = address_space_map(s->as, addr, &plen, true,
-                                   MEMTXATTRS_UNSPECIFIED);
-        if (o->ptr && plen == len) {
+        o->ptr = map_whole(s, addr, len, true);
+        if (o->ptr) {
             o->mapped = true;
             return CONVACCEL_ERR_OK;
-        }
-        if (o->ptr) {
-            address_space_unmap(s->as, o->ptr, plen, true, 0);
         }
         cva_dma_end(s);
     }
