@@ -908,8 +908,8 @@ struct dw_job {
  * Input column iw is padded column c = iw + pad_left: entry c / sw of
  * column phase c % sw. Columns past the last phase column are never read.
  */
-static void dw_scatter_row(const struct dw_job *j, const float *xr,
-                           float *row0)
+static inline __attribute__((always_inline)) void
+dw_scatter_row(const struct dw_job *j, const float *restrict xr, float *restrict row0)
 {
     const struct cvc_conv *p = j->p;
     size_t sw = p->stride_w, pl = p->pad_left, len = j->phase_len;
@@ -920,8 +920,8 @@ static void dw_scatter_row(const struct dw_job *j, const float *xr,
         memcpy(row0 + pl, xr, n * sizeof(float));
     } else if (sw == 2) {
         /* Even input columns go to column phase pl % 2, odd ones to the other. */
-        float *even = row0 + pl % 2 * len + pl / 2;
-        float *odd = row0 + (pl + 1) % 2 * len + (pl + 1) / 2;
+        float *restrict even = row0 + pl % 2 * len + pl / 2;
+        float *restrict odd = row0 + (pl + 1) % 2 * len + (pl + 1) / 2;
 
         for (i = 0; i < n / 2; i++) {
             even[i] = xr[2 * i];
@@ -1602,6 +1602,33 @@ static void requant_row(const int32_t *acc, size_t n, int32_t add, int32_t m,
             for (i = 0; i < len; i++) {
                 y[(i0 + i) * ystride] = tmp[i];
             }
+        }
+    }
+}
+
+/*
+ * In float32 throughout, which gives the spec's result: r = rint(x / qscale)
+ * is an integer; when |r| < 2^24, r + zp_out is exact, and when it is
+ * larger the sum stays far outside [-128, 127] and clamps the same. One
+ * loop that vectorizes (roundps, compare and blend).
+ */
+CVC_TARGET_CLONES
+void cvc_quantize_s8(const float *x, size_t n, float qscale,
+                     const struct cvc_quant *q, int8_t *out)
+{
+    float zp = (float)q->zp_out, lo = (float)q->act_min, hi = (float)q->act_max;
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        float r = rintf(x[i] / qscale);
+
+        r = r == r ? r + zp : zp;           /* NaN: the zero point */
+        r = r < lo ? lo : r > hi ? hi : r;
+        out[i] = (int8_t)(int32_t)r;
+    }
+    if (q->lut) {
+        for (i = 0; i < n; i++) {
+            out[i] = q->lut[out[i] + 128];
         }
     }
 }
@@ -2306,10 +2333,27 @@ static inline void dw8_put(void *scratch, size_t i, int32_t v, bool as_float)
     }
 }
 
-/* The scratch image of int8 input plane x: x - zp, 0 in the padding. */
+/* f[i] = x[i] - zp, i < n. */
+CVC_TARGET_CLONES
+static void dw8_to_float(const int8_t *restrict x, size_t n, int32_t zp,
+                         float *restrict f)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++) {
+        f[i] = (float)(x[i] - zp);
+    }
+}
+
+/*
+ * The scratch image of int8 input plane x: x - zp, 0 in the padding. The
+ * float filter at stride 1 or 2 converts the whole plane into tmp (h_in *
+ * w_in floats) first and scatters its rows as the float path does: one
+ * long loop that vectorizes instead of a short one per row.
+ */
 CVC_TARGET_CLONES
 static void dw8_fill_scratch(const struct dw8_job *j, const int8_t *x,
-                             void *scratch)
+                             void *scratch, float *tmp)
 {
     const struct cvc_conv *p = j->geo.p;
     size_t sh = p->stride_h, sw = p->stride_w, pl = p->pad_left;
@@ -2320,6 +2364,9 @@ static void dw8_fill_scratch(const struct dw8_job *j, const int8_t *x,
     size_t ih, iw, ph;
 
     memset(scratch, 0, j->geo.stride_len * sizeof(uint32_t));  /* 0.0f or 0 */
+    if (fl && sw <= 2) {
+        dw8_to_float(x, (size_t)p->h_in * p->w_in, zp, tmp);
+    }
     for (ih = 0; ih < p->h_in; ih++) {
         size_t r = ih + p->pad_top;  /* padded row */
         const int8_t *xr = x + ih * p->w_in;
@@ -2329,6 +2376,11 @@ static void dw8_fill_scratch(const struct dw8_job *j, const int8_t *x,
             continue;
         }
         row0 = r % sh * sw * len + r / sh * cols;
+        if (fl && sw <= 2) {
+            dw_scatter_row(&j->geo, (const float *)tmp + ih * p->w_in,
+                           (float *)scratch + row0);
+            continue;
+        }
         /*
          * Column iw goes to entry (iw + pl) / sw of column phase
          * (iw + pl) % sw: phase by phase, every sw-th column, no division
@@ -2413,10 +2465,10 @@ static void dw8_planes(void *opaque, size_t begin, size_t end)
     size_t plane_out = (size_t)p->h_out * p->w_out;
     size_t step = (tile_items(taps) + 2 * VEC_LEN - 1) / (2 * VEC_LEN) * (2 * VEC_LEN);
     uint32_t *scratch, *flat, *tw;
-    int32_t *row;
+    int32_t *acc;           /* the plane's accumulators, [h_out][w_out] */
     size_t pl, oh, q, t;
 
-    scratch = malloc((j->geo.stride_len + j->geo.flat_len + taps + p->w_out) *
+    scratch = malloc((j->geo.stride_len + j->geo.flat_len + taps + plane_out + plane_in) *
                      sizeof(uint32_t));
     if (!scratch) {
         atomic_store(&j->geo.failed, 1);
@@ -2424,14 +2476,15 @@ static void dw8_planes(void *opaque, size_t begin, size_t end)
     }
     flat = scratch + j->geo.stride_len;
     tw = flat + j->geo.flat_len;
-    row = (int32_t *)(tw + taps);
+    acc = (int32_t *)(tw + taps);
 
     for (pl = begin; pl < end && !run_stopped(j->geo.run); pl++) {
         size_t n = pl / p->c_out, co = pl % p->c_out;
         int8_t *y = j->out + pl * plane_out;
 
         if (pl == begin || co % mult == 0) {
-            dw8_fill_scratch(j, j->in + (n * p->c_in + co / mult) * plane_in, scratch);
+            dw8_fill_scratch(j, j->in + (n * p->c_in + co / mult) * plane_in, scratch,
+                             (float *)(acc + plane_out));
         }
         for (t = 0; t < taps; t++) {
             dw8_put(tw, t, j->w[co * taps + t], j->exact_float);
@@ -2449,17 +2502,18 @@ static void dw8_planes(void *opaque, size_t begin, size_t end)
                 dw8_filter(flat + q, len, scratch + q, j->geo.toff, tw, taps);
             }
         }
+        /* The rows side by side, then one requantization of the whole plane. */
         for (oh = 0; oh < p->h_out; oh++) {
-            const int32_t *acc = (const int32_t *)flat + oh * j->geo.cols;
-
             if (j->exact_float) {
-                dw8_float_to_int((const float *)flat + oh * j->geo.cols, p->w_out, row);
-                acc = row;
+                dw8_float_to_int((const float *)flat + oh * j->geo.cols, p->w_out,
+                                 acc + oh * p->w_out);
+            } else {
+                memcpy(acc + oh * p->w_out, flat + oh * j->geo.cols,
+                       p->w_out * sizeof(*acc));
             }
-            requant_row(acc, p->w_out, j->bias ? j->bias[co] : 0,
-                        j->q->requant[2 * co], j->q->requant[2 * co + 1], j->q,
-                        j->isa, y + oh * p->w_out, 1);
         }
+        requant_row(acc, plane_out, j->bias ? j->bias[co] : 0, j->q->requant[2 * co],
+                    j->q->requant[2 * co + 1], j->q, j->isa, y, 1);
     }
     free(scratch);
 }

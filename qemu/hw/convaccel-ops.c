@@ -169,22 +169,16 @@ int cva_global_pool_f32(const CvaGeom *g, bool max, const float *x, float *out,
 int cva_quantize(const CvaGeom *g, const CvaQuant *q, const float *x,
                  int8_t *out, const struct cvc_ctl *ctl)
 {
+    struct cvc_quant cq = {
+        .zp_out = q->zp_out, .act_min = q->act_min, .act_max = q->act_max,
+        .lut = q->lut,
+    };
     Poll p = { ctl };
 
     FOR_PLANES(g, bi, ch, hw, p) {
         uint64_t o = (bi * g->c_in + ch) * hw;
 
-        for (uint64_t i = o; i < o + hw; i++) {
-            float r = rintf(x[i] / q->qscale);  /* half to even */
-            double v;
-
-            if (isnan(r)) {
-                r = 0;                          /* NaN: the zero point */
-            }
-            v = (double)r + q->zp_out;
-            v = v < q->act_min ? q->act_min : v > q->act_max ? q->act_max : v;
-            out[i] = q->lut ? q->lut[(int)v + 128] : (int8_t)v;
-        }
+        cvc_quantize_s8(x + o, hw, q->qscale, &cq, out + o);
     }
     return CVC_OK;
 }

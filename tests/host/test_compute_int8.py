@@ -608,3 +608,39 @@ def test_against_pyaccel_reference_golden_model(cvc) -> None:
         expected = np_conv2d_s8(x, w, bias, q, **geo)
         assert np.array_equal(np.asarray(golden), expected)
         assert np.array_equal(lib_conv2d_s8(cvc, x, w, bias, q, **geo), expected)
+
+
+# --- QUANTIZE (the device's v2 op calls cvc_quantize_s8) -----------------------------
+
+def quantize_inputs(rng, n: int, scale: float) -> np.ndarray:
+    """Random values around the int8 range, with the edge cases spread over it:
+    exact halves (rint's ties to even), NaN, +-inf, -0.0, denormals and huge values."""
+    x = (rng.uniform(-160, 160, n) * scale).astype(np.float32)
+    halves = ((rng.integers(-140, 140, n) + np.float32(0.5)) * np.float32(scale))
+    special = np.array([np.nan, np.inf, -np.inf, -0.0, 1e-45, -1e-45, 3e38, -3e38,
+                        2.0 ** 24 * scale, -2.0 ** 25 * scale], np.float32)
+    pick = rng.integers(0, 3, n)
+    x = np.where(pick == 1, halves.astype(np.float32), x)
+    x[pick == 2] = special[rng.integers(0, len(special), int((pick == 2).sum()))]
+    return x
+
+
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 63, 1000, 4099])
+@pytest.mark.parametrize("zp,lo,hi,lut", [(0, -128, 127, False), (-7, -7, 127, False),
+                                          (100, -128, 127, True), (-128, -128, 0, False)])
+def test_quantize_matches_the_golden_model(cvc, n, zp, lo, hi, lut) -> None:
+    ffi, lib = cvc
+    rng = np.random.default_rng(n * 131 + zp)
+    scale = float(np.float32(rng.uniform(0.01, 0.2)))
+    x = quantize_inputs(rng, n, scale)
+    table = rng.integers(-128, 128, 256).astype(np.int8) if lut else None
+    q = dict(requant=np.zeros(2, np.int32), lut=table, zp_in=0, zp_out=zp, act_min=lo,
+             act_max=hi)
+    keep: list = []
+    out = np.zeros(n, np.int8)
+    lib.cvc_quantize_s8(ffi.from_buffer("float[]", x), n, scale, _quant(ffi, q, keep),
+                        ffi.from_buffer("int8_t[]", out))
+    want = ref.quantize(x, scale, zp, act_min=lo, act_max=hi, lut=table)
+    bad = np.flatnonzero(out != want)
+    assert not bad.size, (f"{bad.size} of {n} differ, first x={x[bad[0]]!r}: "
+                          f"{out[bad[0]]} != {want[bad[0]]}")
