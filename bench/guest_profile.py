@@ -11,6 +11,8 @@ QEMU and written /out/phase-NAME.done (or S seconds more than the host
 asked for have passed), then writes /out/phase-NAME.json: the calls made,
 and the median split of one call as the guest sees it (wall time around
 the call, the driver's submit-to-completion latency, the device's compute).
+After the host is done, a phase traces 100 more calls with ftrace
+(guest_ftrace.py) and adds the kernel's split of one call ("ftrace").
 """
 from __future__ import annotations
 
@@ -28,8 +30,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import nets  # noqa: E402
 import pyaccel  # noqa: E402
+import guest_ftrace  # noqa: E402
 from guest_bench import net_input  # noqa: E402
-from pyaccel import ops  # noqa: E402
+from pyaccel import ops, uapi  # noqa: E402
 from pyaccel.compiled import Stages  # noqa: E402
 from pyaccel.jobs import Layer, Tensor, encode  # noqa: E402
 
@@ -58,6 +61,7 @@ def loop(out: Path, name: str, call, limit_s: float) -> dict:
     if stages:
         names = [f.name for f in dataclasses.fields(Stages)]
         r["stages_ms"] = {n: med([s[i] for s in stages]) for i, n in enumerate(names)}
+    r["ftrace"] = traced(call)
     tmp = out / f"phase-{name}.json.tmp"        # renamed: the host never reads half of it
     with open(tmp, "w") as f:
         f.write(json.dumps(r) + "\n")
@@ -65,6 +69,19 @@ def loop(out: Path, name: str, call, limit_s: float) -> dict:
         os.fsync(f.fileno())                    # 9p may cache writes in the guest
     os.replace(tmp, out / f"phase-{name}.json")
     return r
+
+
+def traced(call, calls: int = 100) -> dict:
+    """The kernel's split of one call (guest_ftrace), or why there is none."""
+    try:
+        with guest_ftrace.Trace() as t:
+            for _ in range(calls):
+                t.mark("B")
+                call()
+                t.mark("E")
+    except (OSError, guest_ftrace.TraceError) as e:
+        return dict(error=str(e))
+    return t.split(uapi.ioctl_number("SUBMIT"), uapi.ioctl_number("WAIT"))
 
 
 def network(dev: pyaccel.Device, out: Path, name: str, model, limit_s: float) -> dict:

@@ -17,7 +17,8 @@ no hardware counters). The samples are split by thread:
 - other QEMU threads (RCU, I/O workers).
 
 Writes bench/profile.json (cores each group kept busy, the top symbols of
-the device's and the vCPUs' threads, the guest's split of one call) and
+the device's and the vCPUs' threads, the guest's split of one call, and
+the kernel's split of it from ftrace: bench/guest_ftrace.py) and
 pastes a table into bench/README.md. perf must be installed (linux-perf,
 scripts/setup-host.sh) and allowed to sample (root, or
 kernel.perf_event_paranoid <= 1).
@@ -43,6 +44,7 @@ import board  # noqa: E402
 
 import int8  # noqa: E402
 import report  # noqa: E402
+from guest_ftrace import SEGMENTS  # noqa: E402
 from hostenv import build, wait_for_quiet  # noqa: E402
 
 PHASES = ("float", "resnet18", "int8", "tiny")
@@ -139,6 +141,17 @@ def table(results: dict) -> str:
         if p["guest"].get("stages_ms"):
             lines.append(f"{name} call, stages on the guest's CPU (ms): " + ", ".join(
                 f"{k} {v:.3f}" for k, v in p["guest"]["stages_ms"].items()))
+    lines.append("ftrace in the guest (bench/guest_ftrace.py), median microseconds of one "
+                 "traced call:")
+    lines.append(f"{'phase':<9}" + "".join(f"{k[:12]:>13}" for k in SEGMENTS) +
+                 f"{'total':>9}{'slept':>9}")
+    for name, p in results["phases"].items():
+        f = p["guest"].get("ftrace", {})
+        if f.get("calls"):
+            lines.append(f"{name:<9}" + "".join(f"{f[k]:>13.1f}" for k in SEGMENTS) +
+                         f"{f['total']:>9.0f}{f['slept']:>5}/{f['calls']:<3}")
+        else:
+            lines.append(f"{name:<9}no trace: {f.get('error', 'no complete call')}")
     for name, p in results["phases"].items():
         for grp in ("device", "vcpu"):
             top = p["perf"]["top"][grp][:5]
