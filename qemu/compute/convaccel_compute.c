@@ -1804,6 +1804,7 @@ struct s8_weights {
     size_t k, kq, kp;       /* K, its quads, Kp = 4 * kq */
     size_t mg;              /* rows per group: c_out / groups, padded */
     void *rows;             /* [groups][mg][kp], int8 or int16 */
+    bool borrowed;          /* rows is the caller's w (already in this layout) */
     int32_t *corr;          /* [c_out]: bias - (128 + zp_in) * sum of the row */
 };
 
@@ -1814,7 +1815,9 @@ static size_t s8_elem(int isa)
 
 static void s8_weights_free(struct s8_weights *pw)
 {
-    free(pw->rows);
+    if (!pw->borrowed) {
+        free(pw->rows);
+    }
     free(pw->corr);
 }
 
@@ -1830,7 +1833,14 @@ static int s8_weights_pack(struct s8_weights *pw, int isa, const int8_t *w,
     pw->kq = (k + 3) / 4;
     pw->kp = 4 * pw->kq;
     pw->mg = (cout_g + S8_MB - 1) / S8_MB * S8_MB;
-    pw->rows = calloc(mul_sat(mul_sat(groups * pw->mg, pw->kp), es), 1);
+    /*
+     * int8 rows that need no padding (K a multiple of 4, whole row blocks:
+     * most 1x1 layers) are the caller's weights as they are: no copy of
+     * megabytes on every call.
+     */
+    pw->borrowed = es == 1 && pw->kp == k && pw->mg == cout_g;
+    pw->rows = pw->borrowed ? (void *)w :
+               calloc(mul_sat(mul_sat(groups * pw->mg, pw->kp), es), 1);
     pw->corr = malloc(c_out * sizeof(int32_t));
     if (!pw->rows || !pw->corr) {
         s8_weights_free(pw);
@@ -1842,7 +1852,9 @@ static int s8_weights_pack(struct s8_weights *pw, int isa, const int8_t *w,
             const int8_t *src = w + co * k;
             uint32_t sum = 0;
 
-            if (es == 1) {
+            if (pw->borrowed) {
+                /* already in place */
+            } else if (es == 1) {
                 memcpy((int8_t *)pw->rows + row * pw->kp, src, k);
             } else {
                 int16_t *d = (int16_t *)pw->rows + row * pw->kp;
