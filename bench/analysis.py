@@ -115,12 +115,17 @@ def zoo_row(g: dict, host: dict) -> dict:
 
 
 def int8_row(g: dict, host: dict, f32_row: dict | None) -> dict:
+    """The int8 network against PyTorch float32 of the same network: the
+    float row's measurement (f32_row, MobileNet-v1 1.0) when there is one,
+    so that both rows divide by the same number, else host's own."""
     e2e = _med(g["e2e"])
-    ort, tf = host["onnxruntime"], host["torch"]
+    ort = host["onnxruntime"]
+    tf = f32_row["torch"] if f32_row else host["torch"]["e2e"]
     return dict(label=g["net"]["label"], macs=g["macs"], e2e=g["e2e"], device=g["device"],
                 driver=g["driver"], overhead_share=g["overhead_share"],
-                torch_f32=tf["e2e"], onnxruntime=ort["e2e"],
-                e2e_vs_torch=e2e / _med(tf["e2e"]), vs_onnxruntime=e2e / _med(ort["e2e"]),
+                torch_f32=tf, torch_f32_graph_twin=host["torch"]["e2e"],
+                onnxruntime=ort["e2e"],
+                e2e_vs_torch=e2e / _med(tf), vs_onnxruntime=e2e / _med(ort["e2e"]),
                 device_vs_onnxruntime=_med(g["device"]) / _med(ort["e2e"]),
                 f32_device_ms=f32_row["device"]["median_ms"] if f32_row else None,
                 f32_e2e_ms=f32_row["e2e"]["median_ms"] if f32_row else None,
