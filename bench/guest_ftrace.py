@@ -93,6 +93,7 @@ class Trace:
     def split(self, submit_cmd: int, wait_cmd: int) -> dict:
         """Median microseconds per segment over the complete calls, and their count."""
         calls, cur, ioctl = [], None, None
+        kinds = {submit_cmd: "submit", wait_cmd: "wait"}
         for line in self.text.splitlines():
             m = LINE.match(line)
             if not m:
@@ -110,7 +111,7 @@ class Trace:
                 continue
             elif event == "sys_enter" and pid == self.pid:
                 cmd = int(rest.split("(")[1].split(",")[1], 16)
-                ioctl = {submit_cmd: "submit", wait_cmd: "wait"}.get(cmd)
+                ioctl = kinds.get(cmd)
                 if ioctl:
                     cur.setdefault(f"{ioctl}_enter", t)
             elif event == "sys_exit" and pid == self.pid and ioctl:
@@ -127,6 +128,12 @@ class Trace:
         return summarize(calls)
 
 
+def _after(t: Optional[float], start: float, end: float) -> float:
+    """Event time t, no earlier than start; start if t is missing or after end
+    (then it belongs to a later call)."""
+    return start if t is None or t > end else max(t, start)
+
+
 def summarize(calls: list[dict]) -> dict:
     """Segments of each call with every point seen; a wait that did not
     sleep (no wakeup) counts its whole ioctl as run_to_return."""
@@ -135,11 +142,10 @@ def summarize(calls: list[dict]) -> dict:
         if not all(k in c for k in ("submit_enter", "submit_exit", "wait_enter", "wait_exit")):
             continue
         irq = min(max(c.get("irq", c["wait_enter"]), c["wait_enter"]), c["wait_exit"])
-        woken = c.get("woken", irq) if c.get("woken", irq) <= c["wait_exit"] else irq
-        running = c.get("running", woken) if c.get("running", woken) <= c["wait_exit"] \
-            else woken
-        points = [c["B"], c["submit_enter"], c["submit_exit"], c["wait_enter"], irq,
-                  max(woken, irq), max(running, woken, irq), c["wait_exit"], c["E"]]
+        woken = _after(c.get("woken"), irq, c["wait_exit"])
+        running = _after(c.get("running"), woken, c["wait_exit"])
+        points = [c["B"], c["submit_enter"], c["submit_exit"], c["wait_enter"], irq, woken,
+                  running, c["wait_exit"], c["E"]]
         rows.append([b - a for a, b in zip(points, points[1:])])
     if not rows:
         return dict(calls=0)

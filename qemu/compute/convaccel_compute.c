@@ -2373,10 +2373,11 @@ static void dw8_fill_scratch(const struct dw8_job *j, const int8_t *x,
     size_t n = sw * cols > pl ? min_size(p->w_in, sw * cols - pl) : 0;
     int32_t zp = j->q->zp_in;
     bool fl = j->exact_float;
+    bool whole = fl && sw <= 2;     /* the plane converted at once */
     size_t ih, iw, ph;
 
     memset(scratch, 0, j->geo.stride_len * sizeof(uint32_t));  /* 0.0f or 0 */
-    if (fl && sw <= 2) {
+    if (whole) {
         dw8_to_float(x, (size_t)p->h_in * p->w_in, zp, tmp);
     }
     for (ih = 0; ih < p->h_in; ih++) {
@@ -2388,7 +2389,7 @@ static void dw8_fill_scratch(const struct dw8_job *j, const int8_t *x,
             continue;
         }
         row0 = r % sh * sw * len + r / sh * cols;
-        if (fl && sw <= 2) {
+        if (whole) {
             dw_scatter_row(&j->geo, (const float *)tmp + ih * p->w_in,
                            (float *)scratch + row0);
             continue;
@@ -2404,11 +2405,7 @@ static void dw8_fill_scratch(const struct dw8_job *j, const int8_t *x,
             float *df = (float *)scratch + base;
             uint32_t *du = (uint32_t *)scratch + base;
 
-            if (sw == 1 && fl) {            /* contiguous: vectorized */
-                for (iw = 0; iw < n; iw++) {
-                    df[iw] = (float)(xr[iw] - zp);
-                }
-            } else if (sw == 1) {
+            if (sw == 1) {                  /* uint32 (float: whole above) */
                 for (iw = 0; iw < n; iw++) {
                     du[iw] = (uint32_t)(xr[iw] - zp);
                 }

@@ -136,12 +136,6 @@ int cvc_fc_s8(const struct cvc_fc *p, const struct cvc_quant *q,
               int8_t *out);
 
 /*
- * The int8 kernels' instruction set, picked at run time: the best the CPU
- * has (AVX-512 VNNI vpdpbusd, else AVX2 vpmaddwd, else portable C), at most
- * what the environment variable CVC_ISA says (portable, avx2, avx512vnni),
- * at most what cvc_set_isa() says. All give identical results.
- */
-/*
  * QUANTIZE of n float32 values (docs/hardware.md): out = clamp(rint(x /
  * qscale) + zp_out, act_min, act_max), rint rounding half to even, NaN to
  * zp_out, then q->lut if set (q->requant unused). Single-threaded: a
@@ -150,6 +144,12 @@ int cvc_fc_s8(const struct cvc_fc *p, const struct cvc_quant *q,
 void cvc_quantize_s8(const float *x, size_t n, float qscale,
                      const struct cvc_quant *q, int8_t *out);
 
+/*
+ * The int8 kernels' instruction set, picked at run time: the best the CPU
+ * has (AVX-512 VNNI vpdpbusd, else AVX2 vpmaddwd, else portable C), at most
+ * what the environment variable CVC_ISA says (portable, avx2, avx512vnni),
+ * at most what cvc_set_isa() says. All give identical results.
+ */
 enum cvc_isa {
     CVC_ISA_AUTO = 0,
     CVC_ISA_PORTABLE = 1,
